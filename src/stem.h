@@ -1,0 +1,19 @@
+/* stem: STEM inversion ("A Video is Worth 256 Bases", CVPR 2024) for zero-shot video
+ * editing with Stable Diffusion, in C. The public API: include this header only. */
+#ifndef STEM_H
+#define STEM_H
+
+#include "core/error.h"
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "core/tensor_map.h"
+#include "core/backend.h"
+#include "core/ops.h"
+#include "core/arena.h"
+#include "core/op_registry.h"
+#include "core/cpu_info.h"
+#include "io/safetensors.h"
+
+#define STEM_VERSION "0.1.0"
+
+#endif
