@@ -13,6 +13,7 @@
 #include "core/op_registry.h"
 #include "core/cpu_info.h"
 #include "io/safetensors.h"
+#include "core/golden.h"
 
 #define STEM_VERSION "0.1.0"
 

@@ -1,3 +1,68 @@
 #!/bin/sh
-echo "test_cli: placeholder"
-exit 0
+# The `stem` program as a user meets it: help, op listing, running an op from a file,
+# checking a golden file, and bad input (each: a clear message naming the culprit,
+# a non-zero exit, and no output file left behind).
+set -u
+STEM=${STEM_BIN:-./stem}
+REFDATA=${STEM_REFDATA:-refdata}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+# expect_fail NAME EXPECTED_SUBSTRING CMD...: non-zero exit, message on stderr, no out file
+expect_fail() {
+    name=$1; want=$2; shift 2
+    rm -f "$tmp/out.safetensors"
+    if "$@" >"$tmp/stdout" 2>"$tmp/stderr"; then
+        bad "$name: exited 0"; return
+    fi
+    if ! grep -q -- "$want" "$tmp/stderr"; then
+        bad "$name: stderr lacks '$want': $(cat "$tmp/stderr")"; return
+    fi
+    if [ -e "$tmp/out.safetensors" ]; then bad "$name: left an output file"; return; fi
+    if ls "$tmp"/out.safetensors.tmp* >/dev/null 2>&1; then bad "$name: left a temporary file"; return; fi
+    ok "$name"
+}
+
+golden=$(ls "$REFDATA"/golden/ops/conv2d__*.safetensors 2>/dev/null | head -n 1)
+
+if "$STEM" --help | grep -q "usage: stem COMMAND"; then ok "stem --help"; else bad "stem --help"; fi
+if "$STEM" op --list | grep -q "^conv2d:"; then ok "stem op --list names conv2d"; else bad "stem op --list"; fi
+if "$STEM" op conv2d --help | grep -q "padding"; then ok "stem op conv2d --help lists attributes"; else bad "op help"; fi
+if "$STEM" system | grep -q "^cpu:"; then ok "stem system describes the cpu backend"; else bad "stem system"; fi
+
+if [ -n "$golden" ]; then
+    if "$STEM" op --check "$golden" >"$tmp/check" 2>&1 && grep -q "^ok" "$tmp/check"; then
+        ok "stem op --check $(basename "$golden")"
+    else
+        bad "stem op --check: $(cat "$tmp/check")"
+    fi
+    # run the op by hand on the golden's inputs, with its attributes, and compare via --check's tolerance
+    if "$STEM" op philox_normal --out "$tmp/p.safetensors" --attr shape=4,8 --attr seed=7 2>"$tmp/stderr" &&
+        [ -s "$tmp/p.safetensors" ]; then ok "stem op philox_normal writes a file"; else bad "philox_normal: $(cat "$tmp/stderr")"; fi
+else
+    bad "no conv2d golden file under $REFDATA/golden/ops"
+fi
+
+expect_fail "unknown command" "unknown command 'frobnicate'" "$STEM" frobnicate
+expect_fail "unknown op" "unknown op 'conv3d'" "$STEM" op conv3d --in x --out "$tmp/out.safetensors"
+expect_fail "missing input file" "$tmp/missing.safetensors" "$STEM" op silu --in "$tmp/missing.safetensors" --out "$tmp/out.safetensors"
+printf 'this is not a safetensors file' >"$tmp/junk.safetensors"
+expect_fail "corrupt input file" "$tmp/junk.safetensors" "$STEM" op silu --in "$tmp/junk.safetensors" --out "$tmp/out.safetensors"
+expect_fail "bad --dtype" "--dtype must be f32 or f16" "$STEM" op silu --in x --out "$tmp/out.safetensors" --dtype f64
+expect_fail "malformed --attr" "is not KEY=VALUE" "$STEM" op silu --in x --out "$tmp/out.safetensors" --attr novalue
+expect_fail "unknown backend" "unknown backend 'tpu'" "$STEM" op philox_normal --out "$tmp/out.safetensors" --attr shape=2 --backend tpu
+expect_fail "missing required attribute" "needs --attr shape" "$STEM" op philox_normal --out "$tmp/out.safetensors"
+expect_fail "unknown attribute" "has no attribute 'strid'" "$STEM" op philox_normal --out "$tmp/out.safetensors" --attr shape=2 --attr strid=2
+expect_fail "non-integer attribute" "is not a comma-separated list of integers" "$STEM" op philox_normal --out "$tmp/out.safetensors" --attr shape=2x
+if [ -n "$golden" ]; then
+    expect_fail "missing op input" "needs input 'x'" "$STEM" op silu --in "$tmp/p.safetensors" --out "$tmp/out.safetensors"
+    expect_fail "unwritable output" "$tmp/nodir/out.safetensors" "$STEM" op philox_normal --out "$tmp/nodir/out.safetensors" --attr shape=2
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,7 +1,7 @@
 /* Every op by name, with its inputs, attributes and outputs: what `stem op` runs,
  * what `stem op --list` prints, and what the golden and parity tests iterate over.
  *
- * Golden files (refdata/golden/ops/*.safetensors) use this registry's names:
+ * Golden files (refdata/golden/ops/OP__CASE.safetensors) use this registry's names:
  * tensors "in.NAME" and "out.NAME", metadata "op", "attr.KEY" and the tolerances
  * "rtol"/"atol" (allclose: |got - want| <= atol + rtol * |want|). */
 #ifndef STEM_CORE_OP_REGISTRY_H
@@ -51,6 +51,8 @@ const stem_op_def *const *stem_op_all(void);
 
 /* Adds "key=value" (as given on the command line); STEM_E_ARG if malformed or full. */
 stem_status stem_attrs_add(stem_attrs *attrs, const char *key_eq_value);
+/* Frees the keys stem_attrs_add copied. */
+void stem_attrs_free(stem_attrs *attrs);
 /* Checks every given key is an attribute of `op` and every required one is given. */
 stem_status stem_attrs_validate(const stem_op_def *op, const stem_attrs *attrs);
 /* Typed getters: the given value, else the spec default; STEM_E_ARG naming the
