@@ -1,1 +1,194 @@
-/* placeholder: being written */
+/* Philox4x32-10 and the normal transform of SPEC.md §6 (src/core/philox.h):
+ * Random123's known-answer vectors, the uniform map's endpoints, normal numbers
+ * against the independent numpy reference (refdata/gen/philox_ref.py), and a
+ * statistical sanity check. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "core/philox.h"
+
+/* Random123 tests/kat_vectors, lines 27-29 (github.com/DEShawResearch/random123,
+ * commit 9545ff6413f258be2f04c1d319d99aaef7521150), the "philox4x32 10" entries:
+ * counter[4], key[2] -> output[4]. */
+static const struct {
+    uint32_t ctr[4], key[2], want[4];
+} kat[] = {
+    {{0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u}, {0x00000000u, 0x00000000u},
+     {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+    {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu},
+     {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+    {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u},
+     {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+};
+
+static void test_random123_kat(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        stem_philox4 ctr = {{kat[i].ctr[0], kat[i].ctr[1], kat[i].ctr[2], kat[i].ctr[3]}};
+        stem_philox4 r = stem_philox4x32_10(ctr, kat[i].key[0], kat[i].key[1]);
+        for (int w = 0; w < 4; w++) {
+            if (r.v[w] != kat[i].want[w])
+                print_error("KAT %zu word %d: got %08x want %08x\n", i, w, r.v[w], kat[i].want[w]);
+            assert_int_equal(r.v[w], kat[i].want[w]);
+        }
+    }
+}
+
+/* A counter-based generator has no state: the same (counter, key) gives the same
+ * block, and neighbouring counters differ. */
+static void test_counter_is_pure(void **state) {
+    (void)state;
+    stem_philox4 c0 = {{5, 7, 3, 0x1005002u}}, c1 = {{6, 7, 3, 0x1005002u}};
+    stem_philox4 a = stem_philox4x32_10(c0, 1, 0), b = stem_philox4x32_10(c0, 1, 0);
+    stem_philox4 c = stem_philox4x32_10(c1, 1, 0);
+    for (int w = 0; w < 4; w++) assert_int_equal(a.v[w], b.v[w]);
+    assert_true(a.v[0] != c.v[0] || a.v[1] != c.v[1] || a.v[2] != c.v[2] || a.v[3] != c.v[3]);
+    /* refdata/gen/philox_ref.py: counter (5, 7, 3, 0x1005002), key (1, 0) */
+    const uint32_t want[4] = {0x19eaaa01u, 0xb770b88cu, 0x1fd981e4u, 0x53b22f3bu};
+    for (int w = 0; w < 4; w++) assert_int_equal(a.v[w], want[w]);
+}
+
+static void test_uniform_endpoints(void **state) {
+    (void)state;
+    const double two_m32 = ldexp(1.0, -32);
+    /* u = (word + 0.5) * 2^-32, exact in double for every 32-bit word */
+    assert_true(stem_philox_uniform(0) == 0.5 * two_m32);
+    assert_true(stem_philox_uniform(0) > 0.0);
+    assert_true(stem_philox_uniform(0xffffffffu) == 1.0 - ldexp(1.0, -33));
+    assert_true(stem_philox_uniform(0xffffffffu) < 1.0);
+    assert_true(stem_philox_uniform(0x80000000u) == 0.5 + 0.5 * two_m32);
+    /* the Box-Muller radius is finite at both ends: at most sqrt(66 ln 2) */
+    double rmax = sqrt(-2.0 * log(stem_philox_uniform(0)));
+    assert_true(isfinite(rmax));
+    assert_true(fabs(rmax - sqrt(66.0 * log(2.0))) < 1e-12);
+    assert_true(sqrt(-2.0 * log(stem_philox_uniform(0xffffffffu))) > 0.0);
+}
+
+/* Values printed by refdata/gen/philox_ref.py --print SEED W1 W2 W3 E... (numpy
+ * implementation checked against the same Random123 KATs), as %.9g (round-trips float). */
+static const struct {
+    uint64_t seed;
+    uint32_t w1, w2, w3;
+    uint64_t e;
+    float want;
+} normal_ref[] = {
+    {1, 0, 0, 0, 0, 0.380400747f},
+    {1, 0, 0, 0, 1, -0.296277881f},
+    {1, 0, 0, 0, 2, -0.249233425f},
+    {1, 0, 0, 0, 3, -1.00383723f},
+    {1, 0, 0, 0, 4, 0.62694788f},
+    {1, 0, 0, 0, 5, -0.633983791f},
+    {1, 0, 0, 0, 6, -0.678271592f},
+    {1, 0, 0, 0, 7, -1.0130806f},
+    {1, 0, 0, 0, 1023, 0.962498426f},
+    /* seed > 2^32: key = (seed & 0xffffffff, seed >> 32); EM-style counter words */
+    {8589946937ull, 7, 3, 0x1005002u, 0, 1.18663788f},
+    {8589946937ull, 7, 3, 0x1005002u, 1, 1.51152253f},
+    {8589946937ull, 7, 3, 0x1005002u, 2, 0.672104061f},
+    {8589946937ull, 7, 3, 0x1005002u, 3, -0.0212817993f},
+    {8589946937ull, 7, 3, 0x1005002u, 39, -0.36033386f},
+    {8589946937ull, 7, 3, 0x1005002u, 40, 0.579192877f},
+    {8589946937ull, 7, 3, 0x1005002u, 1001, 0.59187603f},
+    {8589946937ull, 7, 3, 0x1005002u, 10239, 1.0423224f},
+    /* key (0, 1): the halves of the seed are not swapped */
+    {4294967296ull, 0, 0, 0, 0, 0.12814565f},
+    {4294967296ull, 0, 0, 0, 1, -0.017424956f},
+    {4294967296ull, 0, 0, 0, 2, 1.02517724f},
+    {4294967296ull, 0, 0, 0, 3, -1.46835387f},
+    {9223372036854775807ull, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0, -1.70158029f},
+    {9223372036854775807ull, 0xffffffffu, 0xffffffffu, 0xffffffffu, 1, -0.54143101f},
+    {9223372036854775807ull, 0xffffffffu, 0xffffffffu, 0xffffffffu, 2, 0.660130501f},
+    {9223372036854775807ull, 0xffffffffu, 0xffffffffu, 0xffffffffu, 3, -0.392674118f},
+    {9223372036854775807ull, 0xffffffffu, 0xffffffffu, 0xffffffffu, 34, 0.0347845778f},
+    {18446744073709551615ull, 0, 0, 0, 0, 1.09859574f},
+    {18446744073709551615ull, 0, 0, 0, 1, 0.632302225f},
+    {18446744073709551615ull, 0, 0, 0, 2, 0.645859957f},
+    {18446744073709551615ull, 0, 0, 0, 3, 0.729511082f},
+};
+
+static void test_normal_matches_numpy_reference(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof normal_ref / sizeof normal_ref[0]; i++) {
+        float got = stem_philox_normal_at(normal_ref[i].seed, normal_ref[i].w1, normal_ref[i].w2,
+                                          normal_ref[i].w3, normal_ref[i].e);
+        float want = normal_ref[i].want;
+        /* double transcendental functions of different libms may differ by an ulp,
+         * which flips at most one float ulp after rounding (same tolerance as the
+         * philox_normal golden files) */
+        double tol = 1e-6 * (1.0 + fabs(want));
+        if (fabs((double)got - want) > tol)
+            print_error("seed %llu w (%u,%u,%u) e %llu: got %.9g want %.9g\n",
+                        (unsigned long long)normal_ref[i].seed, normal_ref[i].w1, normal_ref[i].w2,
+                        normal_ref[i].w3, (unsigned long long)normal_ref[i].e, got, want);
+        assert_true(fabs((double)got - want) <= tol);
+    }
+}
+
+/* Element e uses word e % 4 of block e / 4: cos for even e, sin for odd e of the
+ * pair, so n_a^2 + n_b^2 = -2 ln(u_a) for each pair. */
+static void test_pair_structure(void **state) {
+    (void)state;
+    for (uint64_t blk = 0; blk < 64; blk++) {
+        stem_philox4 ctr = {{(uint32_t)blk, 3, 1, 2}};
+        stem_philox4 r = stem_philox4x32_10(ctr, 99, 0);
+        for (int pair = 0; pair < 4; pair += 2) {
+            double na = stem_philox_normal_at(99, 3, 1, 2, 4 * blk + (uint64_t)pair);
+            double nb = stem_philox_normal_at(99, 3, 1, 2, 4 * blk + (uint64_t)pair + 1);
+            double r2 = -2.0 * log(stem_philox_uniform(r.v[pair]));
+            assert_true(fabs(na * na + nb * nb - r2) <= 1e-5 * (1.0 + r2));
+            double ang = atan2(nb, na);
+            if (ang < 0) ang += 6.283185307179586;
+            double want = 6.283185307179586 * stem_philox_uniform(r.v[pair + 1]);
+            double d = fabs(ang - want);
+            if (d > 3.141592653589793) d = 6.283185307179586 - d;
+            assert_true(d < 1e-5 || r2 < 1e-8);
+        }
+    }
+}
+
+static void test_statistics(void **state) {
+    (void)state;
+    const int n = 100000;
+    double sum = 0, sum2 = 0, sum4 = 0, maxabs = 0, cross = 0;
+    int beyond = 0;
+    for (int e = 0; e < n; e++) {
+        double x = stem_philox_normal_at(12345, 1, 2, (1u << 24) | (7u << 12), (uint64_t)e);
+        double y = stem_philox_normal_at(12345, 2, 2, (1u << 24) | (7u << 12), (uint64_t)e);
+        sum += x;
+        sum2 += x * x;
+        sum4 += x * x * x * x;
+        cross += x * y;
+        if (fabs(x) > maxabs) maxabs = fabs(x);
+        if (fabs(x) > 1.959963984540054) beyond++;
+    }
+    double mean = sum / n, var = sum2 / n - mean * mean, kurt = sum4 / n;
+    double frac = (double)beyond / n, corr = cross / n;
+    /* 5-sigma bounds: sd(mean) = 1/sqrt(n), sd(var) ~ sqrt(2/n), sd(E x^4) = sqrt(96/n),
+     * sd(fraction beyond 1.96) = sqrt(0.05*0.95/n), sd(E xy) = 1/sqrt(n) */
+    print_message("mean %.5f var %.5f E[x^4] %.4f P(|x|>1.96) %.5f E[xy] %.5f max|x| %.3f\n", mean, var, kurt,
+                  frac, corr, maxabs);
+    assert_true(fabs(mean) < 5.0 / sqrt(n));
+    assert_true(fabs(var - 1.0) < 5.0 * sqrt(2.0 / n));
+    assert_true(fabs(kurt - 3.0) < 5.0 * sqrt(96.0 / n));
+    assert_true(fabs(frac - 0.05) < 5.0 * sqrt(0.05 * 0.95 / n));
+    assert_true(fabs(corr) < 5.0 / sqrt(n)); /* streams with different w1 are uncorrelated */
+    assert_true(maxabs < 6.8);               /* sqrt(66 ln 2) = 6.76 bounds every draw */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random123_kat),
+        cmocka_unit_test(test_counter_is_pure),
+        cmocka_unit_test(test_uniform_endpoints),
+        cmocka_unit_test(test_normal_matches_numpy_reference),
+        cmocka_unit_test(test_pair_structure),
+        cmocka_unit_test(test_statistics),
+    };
+    return cmocka_run_group_tests_name("philox", tests, NULL, NULL);
+}

@@ -26,7 +26,8 @@ typedef struct stem_tensor_map {
 void stem_tensor_map_init(stem_tensor_map *m);
 /* Frees owned tensors, names, metadata, and the file mapping. */
 void stem_tensor_map_free(stem_tensor_map *m);
-/* Takes ownership of `t` (if it is owned); replaces an entry of the same name. */
+/* Takes ownership of `t` (if it is owned), also on failure (then `t` is freed);
+ * replaces an entry of the same name in place, freeing the replaced owned tensor. */
 stem_status stem_tensor_map_put(stem_tensor_map *m, const char *name, stem_tensor t);
 /* NULL when absent. */
 stem_tensor *stem_tensor_map_get(const stem_tensor_map *m, const char *name);

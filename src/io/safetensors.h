@@ -13,14 +13,19 @@
 /* Loads every tensor as a host tensor on the CPU backend. Tensors whose dtype is
  * already `want` (or when want < 0) point into the read-only mapping (not owned);
  * f16/bf16/f32 tensors are otherwise converted into owned f32/f16/bf16 copies;
- * integer tensors are never converted. */
+ * integer tensors are never converted. A tensor whose bytes are not aligned for its
+ * dtype in the file (safetensors does not align offsets) is copied (owned).
+ * `out` is initialised here (do not pass a map holding tensors); on failure it is
+ * left empty. Tensors are listed in header order; STEM_E_IO for files that cannot
+ * be opened or mapped, STEM_E_FORMAT for anything wrong inside. */
 stem_status stem_safetensors_load(const char *path, int want_dtype, stem_tensor_map *out);
 
 /* Only parses and validates the header; tensors get shapes and dtypes, data NULL. */
 stem_status stem_safetensors_inspect(const char *path, stem_tensor_map *out);
 
-/* Writes all tensors (downloading device tensors) and metadata; atomic: writes
- * path.tmp, fsyncs, renames. */
+/* Writes all tensors in map order (downloading device tensors) and metadata; atomic:
+ * writes "<path>.tmp.<pid>", fsyncs, renames over `path`; on any failure the
+ * temporary file is removed and an existing `path` is left as it was. */
 stem_status stem_safetensors_save(const char *path, const stem_tensor_map *m);
 
 #endif

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Regenerates refdata/golden/ from the PyTorch/diffusers reference.
+#
+#   refdata/gen/make_refdata.sh [PY]
+#
+# PY is the Python interpreter of the pinned reference environment (default
+# <repo>/.venv-ref/bin/python, created by setup.sh when missing). `make refdata`
+# calls this with $(REFDATA_PY).
+set -eu
+
+gen_dir=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$gen_dir/../.." && pwd)
+golden="$repo/refdata/golden"
+
+py=${1:-}
+if [ -z "$py" ]; then
+    py="$repo/.venv-ref/bin/python"
+fi
+if [ ! -x "$py" ]; then
+    if [ "$py" = "$repo/.venv-ref/bin/python" ]; then
+        py=$("$gen_dir/setup.sh" | tail -n 1)
+    else
+        echo "make_refdata.sh: $py is not an executable interpreter (run refdata/gen/setup.sh)" >&2
+        exit 1
+    fi
+fi
+REFDATA_PY="$py" "$gen_dir/setup.sh" >/dev/null
+
+# Keep the CPU load light and the results independent of the thread count.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore
+
+echo "== philox_ref.py --self-test (Random123 known-answer vectors)"
+"$py" "$gen_dir/philox_ref.py" --self-test
+
+echo "== gen_ops.py -> $golden/ops"
+tmp="$golden/ops.tmp.$$"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT INT TERM
+"$py" "$gen_dir/gen_ops.py" --out "$tmp"
+rm -rf "$golden/ops"
+mv "$tmp" "$golden/ops"
+trap - EXIT INT TERM
+
+echo "== done: $(find "$golden/ops" -name "*.safetensors" | wc -l) op golden files, $(du -sh "$golden/ops" | cut -f1)"
