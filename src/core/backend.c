@@ -1,3 +1,5 @@
+#include "config.h" /* STEM_HAVE_CUDA */
+
 #include "core/backend.h"
 
 #include <string.h>
