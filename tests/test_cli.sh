@@ -60,7 +60,9 @@ expect_fail "missing required attribute" "needs --attr shape" "$STEM" op philox_
 expect_fail "unknown attribute" "has no attribute 'strid'" "$STEM" op philox_normal --out "$tmp/out.safetensors" --attr shape=2 --attr strid=2
 expect_fail "non-integer attribute" "is not a comma-separated list of integers" "$STEM" op philox_normal --out "$tmp/out.safetensors" --attr shape=2x
 if [ -n "$golden" ]; then
-    expect_fail "missing op input" "needs input 'x'" "$STEM" op silu --in "$tmp/p.safetensors" --out "$tmp/out.safetensors"
+    silu=$(ls "$REFDATA"/golden/ops/silu__*.safetensors | head -n 1)
+    expect_fail "input the op does not take" "op silu has no input 'y'" "$STEM" op silu --in "$tmp/p.safetensors" --out "$tmp/out.safetensors"
+    expect_fail "missing op input" "needs input 'weight'" "$STEM" op linear --in "$silu" --out "$tmp/out.safetensors"
     expect_fail "unwritable output" "$tmp/nodir/out.safetensors" "$STEM" op philox_normal --out "$tmp/nodir/out.safetensors" --attr shape=2
 fi
 
