@@ -104,3 +104,12 @@ const char *stem_tensor_map_get_meta(const stem_tensor_map *m, const char *key) 
         if (strcmp(m->meta[i].key, key) == 0) return m->meta[i].value;
     return NULL;
 }
+
+stem_status stem_tensor_map_reserve(stem_tensor_map *m, int capacity) {
+    if (capacity <= m->capacity) return STEM_OK;
+    stem_named_tensor *items = realloc(m->items, (size_t)capacity * sizeof *items);
+    if (!items) return stem_fail(STEM_E_NOMEM, "out of memory reserving %d tensors", capacity);
+    m->items = items;
+    m->capacity = capacity;
+    return STEM_OK;
+}

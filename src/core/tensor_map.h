@@ -29,7 +29,10 @@ void stem_tensor_map_free(stem_tensor_map *m);
 /* Takes ownership of `t` (if it is owned), also on failure (then `t` is freed);
  * replaces an entry of the same name in place, freeing the replaced owned tensor. */
 stem_status stem_tensor_map_put(stem_tensor_map *m, const char *name, stem_tensor t);
-/* NULL when absent. */
+/* Makes room for `capacity` entries, so that pointers from stem_tensor_map_get stay
+ * valid while the map grows up to that size. */
+stem_status stem_tensor_map_reserve(stem_tensor_map *m, int capacity);
+/* NULL when absent. Valid until the map grows past its reserved capacity. */
 stem_tensor *stem_tensor_map_get(const stem_tensor_map *m, const char *name);
 /* STEM_E_NOTFOUND with "what: no tensor 'name'" when absent. */
 stem_status stem_tensor_map_require(const stem_tensor_map *m, const char *name, const char *what,

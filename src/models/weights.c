@@ -47,7 +47,8 @@ static void init(stem_weights *w, const char *dir, const char *component, stem_b
 static stem_status finish_open(stem_weights *w) {
     w->used = calloc((size_t)w->host.count + 1, 1);
     if (!w->used) return stem_fail(STEM_E_NOMEM, "out of memory");
-    return STEM_OK;
+    /* every placed tensor fits without a realloc: pointers handed out stay valid */
+    return stem_tensor_map_reserve(&w->placed, w->host.count + 1);
 }
 
 /* Files named by an index's weight_map, each once. */

@@ -32,7 +32,8 @@ stem_status stem_weights_open(const char *dir, const char *component, stem_backe
 /* Opens one .safetensors file (e.g. a single-file checkpoint). */
 stem_status stem_weights_open_file(const char *path, const char *component, stem_backend *be, stem_dtype dtype,
                                    stem_weights *w);
-/* The tensor `name` on the backend, checked against `shape` (ndim entries). */
+/* The tensor `name` on the backend, checked against `shape` (ndim entries). The
+ * pointer stays valid until stem_weights_close. */
 stem_status stem_weights_get(stem_weights *w, const char *name, int ndim, const int64_t *shape,
                              const stem_tensor **out);
 /* Same, or *out = NULL when the file does not have it. */
