@@ -1,0 +1,66 @@
+#include "pipeline/pipeline.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static stem_status component_path(const char *model_dir, const char *component, char *buf, size_t len) {
+    int n = snprintf(buf, len, "%s/%s", model_dir, component);
+    if (n < 0 || (size_t)n >= len) return stem_fail(STEM_E_ARG, "model path too long: %s", model_dir);
+    return STEM_OK;
+}
+
+stem_status stem_pipeline_load(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->model_dir, sizeof p->model_dir, "%s", model_dir);
+    p->be = be;
+    p->dtype = dtype;
+    char path[1200];
+    stem_status s;
+    if ((s = component_path(model_dir, "tokenizer", path, sizeof path)) != STEM_OK ||
+        (s = stem_tokenizer_load(path, &p->tokenizer)) != STEM_OK)
+        goto fail;
+    if ((s = component_path(model_dir, "text_encoder", path, sizeof path)) != STEM_OK ||
+        (s = stem_clip_text_load(path, be, dtype, &p->text)) != STEM_OK)
+        goto fail;
+    p->loaded_text = true;
+    if ((s = component_path(model_dir, "unet", path, sizeof path)) != STEM_OK ||
+        (s = stem_unet_load(path, be, dtype, &p->unet)) != STEM_OK)
+        goto fail;
+    if ((s = component_path(model_dir, "vae", path, sizeof path)) != STEM_OK ||
+        (s = stem_vae_load(path, be, dtype, &p->vae)) != STEM_OK)
+        goto fail;
+    p->loaded_vae = true;
+    if ((s = component_path(model_dir, "scheduler/scheduler_config.json", path, sizeof path)) != STEM_OK ||
+        (s = stem_ddim_config_load(path, &p->schedule)) != STEM_OK)
+        goto fail;
+    if ((s = stem_arena_create(be, 64u << 20, &p->arena)) != STEM_OK) goto fail;
+    return STEM_OK;
+fail:
+    stem_error_context(s, "model %s", model_dir);
+    stem_pipeline_free(p);
+    return s;
+}
+
+void stem_pipeline_free(stem_pipeline *p) {
+    if (p->tokenizer) stem_tokenizer_free(p->tokenizer);
+    if (p->loaded_text) stem_clip_text_free(&p->text);
+    if (p->unet) stem_unet_free(p->unet);
+    if (p->loaded_vae) stem_vae_free(&p->vae);
+    if (p->arena) stem_arena_destroy(p->arena);
+    memset(p, 0, sizeof *p);
+}
+
+stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, stem_tensor *context, bool *truncated) {
+    int32_t ids[77];
+    int n_real = 0;
+    STEM_TRY(stem_tokenize(p->tokenizer, prompt, ids, &n_real, truncated));
+    int64_t id_shape[2] = {1, 77};
+    stem_tensor host_ids = stem_tensor_wrap(stem_cpu_backend(), STEM_I32, 2, id_shape, ids), dev_ids;
+    STEM_TRY(stem_tensor_to(&host_ids, p->be, STEM_I32, &dev_ids));
+    int64_t ctx_shape[3] = {1, 77, p->text.cfg.hidden};
+    stem_status s = stem_tensor_new(p->be, p->dtype, 3, ctx_shape, context);
+    if (s == STEM_OK) s = stem_clip_text_forward(&p->text, &dev_ids, context);
+    if (s != STEM_OK) stem_tensor_free(context);
+    stem_tensor_free(&dev_ids);
+    return s;
+}
