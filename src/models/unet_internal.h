@@ -1,0 +1,108 @@
+/* Private to unet.c / unet_blocks.c: the UNet's modules as plain structs of weight
+ * tensors (views of the tensors stem_weights placed once; the views are copies of the
+ * tensor headers because the weights' map may move its entries as it grows), and the
+ * per-forward run state. Names and
+ * layouts follow diffusers' state dict so the code reads next to the PyTorch source. */
+#ifndef STEM_MODELS_UNET_INTERNAL_H
+#define STEM_MODELS_UNET_INTERNAL_H
+
+#include "models/unet.h"
+#include "models/weights.h"
+
+#define UNET_NAME_LEN 96
+/* conv_in + per level (layers + downsample) */
+#define UNET_MAX_SKIPS (1 + STEM_UNET_MAX_LEVELS * (STEM_UNET_MAX_LAYERS + 1))
+
+/* ResnetBlock2D: x -> GN+SiLU -> conv1 -> + time_emb_proj(SiLU(temb)) -> GN+SiLU ->
+ * conv2 -> + shortcut(x) -> / output_scale_factor. */
+typedef struct unet_resnet {
+    char name[UNET_NAME_LEN]; /* "down_blocks.0.resnets.1" */
+    stem_unet_part part;
+    int block, layer, level;
+    int64_t c_in, c_out;
+    float output_scale_factor;
+    stem_tensor norm1_w, norm1_b, conv1_w, conv1_b, temb_w, temb_b;
+    stem_tensor norm2_w, norm2_b, conv2_w, conv2_b;
+    bool shortcut;                  /* 1x1 conv when c_in != c_out */
+    stem_tensor short_w, short_b;
+} unet_resnet;
+
+/* BasicTransformerBlock: self-attention, cross-attention, GEGLU feed-forward, each
+ * pre-LayerNorm with a residual add. */
+typedef struct unet_tblock {
+    char name[UNET_NAME_LEN];       /* "...attentions.0.transformer_blocks.0" */
+    char attn1_name[UNET_NAME_LEN + 8];
+    int attn1_index;                /* execution order over the whole UNet */
+    int index;                      /* in transformer_blocks */
+    stem_tensor norm1_w, norm1_b, q1, k1, v1, o1_w, o1_b;
+    stem_tensor norm2_w, norm2_b, q2, k2, v2, o2_w, o2_b;
+    stem_tensor norm3_w, norm3_b, ff1_w, ff1_b, ff2_w, ff2_b;
+} unet_tblock;
+
+/* Transformer2DModel: GN(eps 1e-6) -> proj_in -> blocks -> proj_out -> + input. */
+typedef struct unet_transformer {
+    char name[UNET_NAME_LEN]; /* "down_blocks.0.attentions.0" */
+    stem_unet_part part;
+    int block, layer, level;
+    int64_t channels, heads, head_dim, cross_dim;
+    stem_tensor norm_w, norm_b, proj_in_b, proj_out_b;
+    stem_tensor proj_in_w, proj_out_w; /* [C, C] (views of [C, C, 1, 1] 1x1-conv weights in SD 1.x) */
+    int n_blocks;
+    unet_tblock blocks[STEM_UNET_MAX_LAYERS];
+} unet_transformer;
+
+typedef struct unet_block {
+    int n_layers;
+    bool cross_attn;
+    unet_resnet resnets[STEM_UNET_MAX_LAYERS];
+    unet_transformer attns[STEM_UNET_MAX_LAYERS];
+    bool resample;                 /* downsampler (down blocks) / upsampler (up blocks) */
+    stem_tensor resample_w, resample_b;
+} unet_block;
+
+struct stem_unet {
+    stem_unet_config cfg;
+    stem_backend *be;
+    stem_dtype dtype;
+    stem_weights w;
+    int64_t params;
+    stem_tensor conv_in_w, conv_in_b;
+    stem_tensor time_w1, time_b1, time_w2, time_b2;
+    unet_block down[STEM_UNET_MAX_LEVELS];
+    unet_resnet mid_resnets[2];
+    unet_transformer mid_attn;
+    unet_block up[STEM_UNET_MAX_LEVELS];
+    stem_tensor norm_out_w, norm_out_b, conv_out_w, conv_out_b;
+    /* the skip stack the down path pushes and the up path pops */
+    int n_skips;
+    int64_t skip_channels[UNET_MAX_SKIPS];
+    int skip_level[UNET_MAX_SKIPS];
+    int n_attn1;
+    const char *attn1_names[STEM_UNET_MAX_LEVELS * 2 * STEM_UNET_MAX_LAYERS * STEM_UNET_MAX_LAYERS + STEM_UNET_MAX_LAYERS];
+};
+
+/* State of one forward pass. */
+typedef struct unet_run {
+    stem_unet *u;
+    stem_arena *arena;
+    const stem_unet_hooks *hooks;
+    int64_t batch;
+    stem_tensor temb_act; /* SiLU(time embedding) [B, T]: every resnet's time_emb_proj input */
+    stem_tensor context;  /* [B, S, C_x] */
+} unet_run;
+
+/* A tensor of the UNet's dtype from the run's arena. */
+stem_status unet_tmp(unet_run *r, int ndim, const int64_t *shape, stem_tensor *t);
+bool unet_tap_on(const unet_run *r, stem_unet_tap_kind kind);
+
+/* x [B, c_in, H, W] -> y [B, c_out, H, W] (y caller-allocated, must not alias x). */
+stem_status unet_resnet_forward(unet_run *r, const unet_resnet *rn, const stem_tensor *x, stem_tensor *y);
+/* x [B, C, H, W], in place. */
+stem_status unet_transformer_forward(unet_run *r, const unet_transformer *tr, stem_tensor *x);
+/* x [B, C, H, W] -> y [B, C, H', W'] (3x3 conv, stride 2). */
+stem_status unet_downsample_forward(unet_run *r, const unet_block *blk, int padding, const stem_tensor *x,
+                                    stem_tensor *y);
+/* x [B, C, H, W] -> nearest resize to y's H', W' -> 3x3 conv -> y [B, C, H', W']. */
+stem_status unet_upsample_forward(unet_run *r, const unet_block *blk, const stem_tensor *x, stem_tensor *y);
+
+#endif
