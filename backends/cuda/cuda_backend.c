@@ -1,1 +1,623 @@
-/* placeholder: being written */
+/* The CUDA backend: device memory, one stream, one cuBLAS handle, and the op table of
+ * core/backend.h. Everything is enqueued on the backend's stream in call order;
+ * only download (and upload, whose host buffer the caller may free at once) and
+ * synchronize wait for the device. A backend is used by one host thread at a time
+ * (the stream and the workspace are shared state).
+ *
+ * GEMMs (gemm, conv2d, argmax_cos) go through cuBLAS; every other op is a kernel in
+ * kernels/cuda (launchers in kernels/cuda/kernels.h). Ops needing scratch memory
+ * (conv2d's im2col columns, group norm and mean_std partial statistics, argmax_cos's
+ * normalised rows and similarity block) share one workspace that grows on demand;
+ * the stream orders its reuse between ops.
+ *
+ * Precision: f32 GEMMs run with CUBLAS_COMPUTE_32F_PEDANTIC (no TF32, no emulation:
+ * the same IEEE f32 products as the CPU reference); f16 GEMMs use tensor cores with
+ * f32 accumulation (CUBLAS_COMPUTE_32F). Kernels compute in f32; f16 attention uses
+ * tensor cores (WMMA, f16 products, f32 accumulation and softmax statistics). */
+#include "config.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backends.h"
+#include "kernels/cuda/em.h"
+#include "kernels/cuda/kernels.h"
+
+/* Scratch budgets: conv2d's im2col block and argmax_cos's similarity block are
+ * chunked to stay within these (they only bound the chunk size, not correctness;
+ * tests may define smaller ones to exercise the chunking). */
+#ifndef CONV_WORKSPACE_BYTES
+#define CONV_WORKSPACE_BYTES ((size_t)256 << 20)
+#endif
+#ifndef ARGMAX_SIM_BYTES
+#define ARGMAX_SIM_BYTES ((size_t)256 << 20)
+#endif
+
+typedef struct cuda_impl {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *ws; /* shared scratch, see the header comment */
+    size_t ws_bytes;
+    char desc[512];
+} cuda_impl;
+
+static cuda_impl *impl_of(stem_backend *be) { return (cuda_impl *)be->impl; }
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/* Every CUDA failure becomes STEM_E_BACKEND "cuda: <op>: <reason>". The runtime's
+ * last-error slot is cleared so a non-sticky failure (a bad launch configuration,
+ * an allocation) is not reported again by the next op's launch check. */
+static stem_status cuda_fail(const char *op, cudaError_t e) {
+    (void)cudaGetLastError();
+    return stem_fail(STEM_E_BACKEND, "cuda: %s: %s", op, cudaGetErrorString(e));
+}
+
+static stem_status blas_fail(const char *op, cublasStatus_t s) {
+    return stem_fail(STEM_E_BACKEND, "cuda: %s: cuBLAS %s (%s)", op, cublasGetStatusName(s), cublasGetStatusString(s));
+}
+
+#define CU(op, call)                                      \
+    do {                                                  \
+        cudaError_t cu_e_ = (call);                       \
+        if (cu_e_ != cudaSuccess) return cuda_fail(op, cu_e_); \
+    } while (0)
+
+/* For launchers: cudaErrorInvalidValue there means sizes this backend cannot launch
+ * (a grid over 2^31 blocks, an attention head wider than supported). */
+static stem_status launched(const char *op, cudaError_t e) {
+    if (e == cudaSuccess) return STEM_OK;
+    if (e == cudaErrorInvalidValue) {
+        (void)cudaGetLastError();
+        return stem_fail(STEM_E_UNSUPPORTED, "cuda: %s: sizes or dtype outside what the CUDA kernels support", op);
+    }
+    return cuda_fail(op, e);
+}
+
+/* The device is per host thread in the CUDA runtime: bind ours before each entry
+ * point, so a backend created on one thread works from another. */
+#define BIND(be, op) CU(op, cudaSetDevice(impl_of(be)->device))
+
+static stem_status need_float(const char *op, stem_dtype dt) {
+    if (dt == STEM_F32 || dt == STEM_F16) return STEM_OK;
+    return stem_fail(STEM_E_DTYPE, "cuda: %s: dtype %s is not supported (f32 or f16)", op, stem_dtype_name(dt));
+}
+
+static stem_status need_sized(const char *op, stem_dtype dt) {
+    if (stem_dtype_size(dt) > 0) return STEM_OK;
+    return stem_fail(STEM_E_DTYPE, "cuda: %s: unknown dtype %d", op, (int)dt);
+}
+
+/* ---- workspace ------------------------------------------------------------------------ */
+
+static stem_status ws_reserve(cuda_impl *im, size_t bytes, const char *op, void **out) {
+    if (bytes > im->ws_bytes) {
+        if (im->ws) {
+            /* earlier ops on the stream may still read the old block */
+            CU(op, cudaStreamSynchronize(im->stream));
+            CU(op, cudaFree(im->ws));
+            im->ws = NULL;
+            im->ws_bytes = 0;
+        }
+        size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); /* whole MiB */
+        cudaError_t e = cudaMalloc(&im->ws, want);
+        if (e != cudaSuccess) {
+            im->ws = NULL;
+            (void)cudaGetLastError();
+            return stem_fail(e == cudaErrorMemoryAllocation ? STEM_E_NOMEM : STEM_E_BACKEND,
+                             "cuda: %s: workspace of %zu bytes: %s", op, want, cudaGetErrorString(e));
+        }
+        im->ws_bytes = want;
+    }
+    *out = im->ws;
+    return STEM_OK;
+}
+
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+static stem_status cuda_alloc(stem_backend *be, size_t bytes, void **out) {
+    BIND(be, "alloc");
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return stem_fail(e == cudaErrorMemoryAllocation ? STEM_E_NOMEM : STEM_E_BACKEND,
+                         "cuda: alloc of %zu bytes: %s", bytes, cudaGetErrorString(e));
+    }
+    *out = p;
+    return STEM_OK;
+}
+
+/* cudaFree waits for the device, so memory still used by queued kernels is safe. */
+static void cuda_free(stem_backend *be, void *ptr) {
+    if (!ptr) return;
+    if (cudaSetDevice(impl_of(be)->device) != cudaSuccess || cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
+}
+
+static stem_status cuda_upload(stem_backend *be, void *dst, const void *host_src, size_t bytes) {
+    if (!bytes) return STEM_OK;
+    BIND(be, "upload");
+    cuda_impl *im = impl_of(be);
+    CU("upload", cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, im->stream));
+    /* the caller may free or reuse host_src as soon as we return */
+    CU("upload", cudaStreamSynchronize(im->stream));
+    return STEM_OK;
+}
+
+static stem_status cuda_download(stem_backend *be, void *host_dst, const void *src, size_t bytes) {
+    if (!bytes) return STEM_OK;
+    BIND(be, "download");
+    cuda_impl *im = impl_of(be);
+    CU("download", cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
+    CU("download", cudaStreamSynchronize(im->stream));
+    return STEM_OK;
+}
+
+static stem_status cuda_copy(stem_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes || dst == src) return STEM_OK;
+    BIND(be, "copy");
+    CU("copy", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl_of(be)->stream));
+    return STEM_OK;
+}
+
+static stem_status cuda_memset0(stem_backend *be, void *dst, size_t bytes) {
+    if (!bytes) return STEM_OK;
+    BIND(be, "memset0");
+    CU("memset0", cudaMemsetAsync(dst, 0, bytes, impl_of(be)->stream));
+    return STEM_OK;
+}
+
+static stem_status cuda_synchronize(stem_backend *be) {
+    BIND(be, "synchronize");
+    CU("synchronize", cudaStreamSynchronize(impl_of(be)->stream));
+    return STEM_OK;
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------------ */
+
+static bool fits_int(int64_t v) { return v >= 0 && v <= INT32_MAX; }
+
+/* Row-major C[b] = alpha op(A[b]) op(B[b]) + beta C[b] (core/backend.h) on
+ * column-major cuBLAS.
+ *
+ * A row-major r x c matrix with leading dimension ld is, byte for byte, the
+ * column-major c x r matrix (its transpose) with the same ld. So instead of
+ * C = op(A) op(B) we ask cuBLAS for C^T = op(B)^T op(A)^T, all column-major:
+ *   - C^T is n x m column-major with ldc: exactly row-major C (m x n, ldc).
+ *   - cuBLAS's first operand is B. Not trans_b: B is row-major k x n (ldb), i.e.
+ *     column-major n x k = op(B)^T already: CUBLAS_OP_N, cuBLAS wants ldb >= n, as we
+ *     have. trans_b: B is row-major n x k, column-major k x n = op(B), whose
+ *     transpose we need: CUBLAS_OP_T, cuBLAS wants ldb >= k, as we have.
+ *   - cuBLAS's second operand is A, by the same argument: CUBLAS_OP_N unless
+ *     trans_a (row-major m x k is column-major k x m = op(A)^T, ld >= k), else
+ *     CUBLAS_OP_T (row-major k x m is column-major m x k = op(A), ld >= m).
+ *   - cuBLAS sizes: m' = n, n' = m, k' = k; batch strides carry over unchanged (a
+ *     stride of 0 broadcasts that operand).
+ * Leading dimensions are raised to at least 1 (cuBLAS rejects 0 even when k == 0).
+ * ab/c types: f32/f32 with CUBLAS_COMPUTE_32F_PEDANTIC (never TF32), f16/f16 or
+ * f16/f32 with CUBLAS_COMPUTE_32F (tensor cores, f32 accumulation). alpha and beta
+ * are f32 in both cases. */
+static stem_status gemm_rowmajor(cuda_impl *im, const char *op, cudaDataType ab_type, cudaDataType c_type,
+                                 bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t batch,
+                                 float alpha, float beta, const void *a, int64_t lda, int64_t stride_a,
+                                 const void *b, int64_t ldb, int64_t stride_b, void *c, int64_t ldc,
+                                 int64_t stride_c) {
+    if (m == 0 || n == 0 || batch == 0) return STEM_OK;
+    if (!fits_int(m) || !fits_int(n) || !fits_int(k) || !fits_int(batch) || !fits_int(lda) || !fits_int(ldb) ||
+        !fits_int(ldc))
+        return stem_fail(STEM_E_UNSUPPORTED, "cuda: %s: GEMM sizes m=%lld n=%lld k=%lld (ld %lld/%lld/%lld) exceed cuBLAS's int range",
+                         op, (long long)m, (long long)n, (long long)k, (long long)lda, (long long)ldb,
+                         (long long)ldc);
+    cublasComputeType_t compute = ab_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+    cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  /* applied to B */
+    cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N; /* applied to A */
+    int ld_first = ldb > 0 ? (int)ldb : 1, ld_second = lda > 0 ? (int)lda : 1, ld_c = ldc > 0 ? (int)ldc : 1;
+    cublasStatus_t s = cublasGemmStridedBatchedEx(
+        im->blas, op_first, op_second, (int)n, (int)m, (int)k, &alpha, b, ab_type, ld_first, (long long)stride_b, a,
+        ab_type, ld_second, (long long)stride_a, &beta, c, c_type, ld_c, (long long)stride_c, (int)batch, compute,
+        CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_fail(op, s);
+    return STEM_OK;
+}
+
+static cudaDataType cuda_type(stem_dtype dt) { return dt == STEM_F16 ? CUDA_R_16F : CUDA_R_32F; }
+
+static stem_status cuda_gemm(stem_backend *be, const stem_gemm_params *p) {
+    STEM_TRY(need_float("gemm", p->dtype));
+    BIND(be, "gemm");
+    cudaDataType t = cuda_type(p->dtype);
+    return gemm_rowmajor(impl_of(be), "gemm", t, t, p->trans_a, p->trans_b, p->m, p->n, p->k, p->batch, p->alpha,
+                         p->beta, p->a, p->lda, p->stride_a, p->b, p->ldb, p->stride_b, p->c, p->ldc, p->stride_c);
+}
+
+/* ---- conv2d: im2col + GEMM --------------------------------------------------------------- */
+
+/* Per image, y (c_out x h_out*w_out) = W (c_out x K) @ col (K x h_out*w_out), K =
+ * c_in*kh*kw, where col holds the input patches (kernels/cuda/conv2d.cu). y starts
+ * as the bias (beta = 1) or is overwritten (beta = 0). col is built in chunks that
+ * fit CONV_WORKSPACE_BYTES: several whole images per batched GEMM when one image's
+ * col fits, else bands of output rows of one image; a band's outputs are the
+ * columns [oy0*w_out, (oy0+rows)*w_out) of y's c_out x h_out*w_out matrix, i.e. a
+ * sub-matrix with leading dimension h_out*w_out. A 1x1, stride-1, unpadded conv
+ * needs no col at all: col is x itself. */
+static stem_status cuda_conv2d(stem_backend *be, const stem_conv2d_params *p) {
+    STEM_TRY(need_float("conv2d", p->dtype));
+    BIND(be, "conv2d");
+    cuda_impl *im = impl_of(be);
+    int64_t hw = p->h_out * p->w_out;
+    if (p->n == 0 || p->c_out == 0 || hw == 0) return STEM_OK;
+    size_t es = stem_dtype_size(p->dtype);
+    cudaDataType t = cuda_type(p->dtype);
+    int64_t kdim = p->c_in * p->kh * p->kw;
+    float beta = 0.f;
+    if (p->bias) {
+        STEM_TRY(launched("conv2d", stem_cuda_conv_bias_fill(p, im->stream)));
+        beta = 1.f;
+    }
+    if (kdim == 0) { /* no inputs: y is the bias, or zero */
+        if (!p->bias) CU("conv2d", cudaMemsetAsync(p->y, 0, (size_t)(p->n * p->c_out * hw) * es, im->stream));
+        return STEM_OK;
+    }
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_bottom == 0 &&
+        p->pad_left == 0 && p->pad_right == 0 && p->h_out == p->h && p->w_out == p->w) {
+        return gemm_rowmajor(im, "conv2d", t, t, false, false, p->c_out, hw, p->c_in, p->n, 1.f, beta, p->weight,
+                             p->c_in, 0, p->x, hw, p->c_in * hw, p->y, hw, p->c_out * hw);
+    }
+    int64_t budget = (int64_t)(CONV_WORKSPACE_BYTES / es);
+    int64_t images, rows;
+    if (kdim * hw <= budget) {
+        images = budget / (kdim * hw);
+        if (images > p->n) images = p->n;
+        rows = p->h_out;
+    } else {
+        images = 1;
+        rows = budget / (kdim * p->w_out);
+        if (rows < 1) rows = 1;
+        if (rows > p->h_out) rows = p->h_out;
+    }
+    void *col;
+    STEM_TRY(ws_reserve(im, (size_t)(images * kdim * rows * p->w_out) * es, "conv2d", &col));
+    for (int64_t img0 = 0; img0 < p->n; img0 += images) {
+        int64_t nimg = p->n - img0 < images ? p->n - img0 : images;
+        for (int64_t oy0 = 0; oy0 < p->h_out; oy0 += rows) {
+            int64_t nrows = p->h_out - oy0 < rows ? p->h_out - oy0 : rows;
+            int64_t pcols = nrows * p->w_out;
+            STEM_TRY(launched("conv2d", stem_cuda_im2col(p, img0, nimg, oy0, nrows, col, im->stream)));
+            char *y0 = (char *)p->y + (size_t)(img0 * p->c_out * hw + oy0 * p->w_out) * es;
+            STEM_TRY(gemm_rowmajor(im, "conv2d", t, t, false, false, p->c_out, pcols, kdim, nimg, 1.f, beta,
+                                   p->weight, kdim, 0, col, pcols, kdim * pcols, y0, hw, p->c_out * hw));
+        }
+    }
+    return STEM_OK;
+}
+
+/* ---- kernels with no host logic -------------------------------------------------------------- */
+
+static stem_status cuda_group_norm(stem_backend *be, const stem_group_norm_params *p) {
+    STEM_TRY(need_float("group_norm", p->dtype));
+    if (p->groups <= 0 || p->c % p->groups != 0)
+        return stem_fail(STEM_E_SHAPE, "cuda: group_norm: %lld channels do not split into %d groups",
+                         (long long)p->c, p->groups);
+    BIND(be, "group_norm");
+    cuda_impl *im = impl_of(be);
+    void *ws = NULL;
+    size_t need = stem_cuda_group_norm_workspace(p);
+    if (need) STEM_TRY(ws_reserve(im, need, "group_norm", &ws));
+    return launched("group_norm", stem_cuda_group_norm(p, ws, im->stream));
+}
+
+static stem_status cuda_layer_norm(stem_backend *be, const stem_layer_norm_params *p) {
+    STEM_TRY(need_float("layer_norm", p->dtype));
+    BIND(be, "layer_norm");
+    return launched("layer_norm", stem_cuda_layer_norm(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_softmax(stem_backend *be, const stem_softmax_params *p) {
+    STEM_TRY(need_float("softmax", p->dtype));
+    BIND(be, "softmax");
+    return launched("softmax", stem_cuda_softmax(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_unary(stem_backend *be, const stem_unary_params *p) {
+    STEM_TRY(need_float("unary", p->dtype));
+    BIND(be, "unary");
+    return launched("unary", stem_cuda_unary(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_geglu(stem_backend *be, const stem_geglu_params *p) {
+    STEM_TRY(need_float("geglu", p->dtype));
+    BIND(be, "geglu");
+    return launched("geglu", stem_cuda_geglu(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_binary(stem_backend *be, const stem_binary_params *p) {
+    STEM_TRY(need_float("binary", p->dtype));
+    if (p->ndim < 0 || p->ndim > 6) return stem_fail(STEM_E_SHAPE, "cuda: binary: rank %d outside 0..6", p->ndim);
+    BIND(be, "binary");
+    return launched("binary", stem_cuda_binary(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_affine(stem_backend *be, const stem_affine_params *p) {
+    STEM_TRY(need_float("affine", p->dtype));
+    BIND(be, "affine");
+    return launched("affine", stem_cuda_affine(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_upsample_nearest(stem_backend *be, const stem_upsample_params *p) {
+    STEM_TRY(need_sized("upsample_nearest", p->dtype));
+    BIND(be, "upsample_nearest");
+    return launched("upsample_nearest", stem_cuda_upsample_nearest(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_copy2d(stem_backend *be, const stem_copy2d_params *p) {
+    STEM_TRY(need_sized("copy2d", p->dtype));
+    BIND(be, "copy2d");
+    return launched("copy2d", stem_cuda_copy2d(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_permute(stem_backend *be, const stem_permute_params *p) {
+    STEM_TRY(need_sized("permute", p->dtype));
+    if (p->ndim < 0 || p->ndim > 6) return stem_fail(STEM_E_SHAPE, "cuda: permute: rank %d outside 0..6", p->ndim);
+    BIND(be, "permute");
+    return launched("permute", stem_cuda_permute(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_timestep_embedding(stem_backend *be, const stem_timestep_params *p) {
+    STEM_TRY(need_float("timestep_embedding", p->dtype));
+    BIND(be, "timestep_embedding");
+    return launched("timestep_embedding", stem_cuda_timestep_embedding(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_attention(stem_backend *be, const stem_attention_params *p) {
+    STEM_TRY(need_float("attention", p->dtype));
+    if (p->d < 1 || p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv < 1 || p->dv > STEM_CUDA_ATTENTION_MAX_D)
+        return stem_fail(STEM_E_UNSUPPORTED, "cuda: attention: head widths d=%lld dv=%lld (the CUDA kernel takes 1..%d)",
+                         (long long)p->d, (long long)p->dv, STEM_CUDA_ATTENTION_MAX_D);
+    BIND(be, "attention");
+    return launched("attention", stem_cuda_attention(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_gather_rows(stem_backend *be, const stem_gather_params *p) {
+    STEM_TRY(need_sized("gather_rows", p->dtype));
+    BIND(be, "gather_rows");
+    return launched("gather_rows", stem_cuda_gather_rows(p, impl_of(be)->stream));
+}
+
+static stem_status cuda_mean_std(stem_backend *be, const stem_mean_std_params *p) {
+    STEM_TRY(need_float("mean_std", p->dtype));
+    if (p->outer == 0 || p->inner == 0) return STEM_OK;
+    if (p->n <= 0) return stem_fail(STEM_E_SHAPE, "cuda: mean_std: the reduced axis is empty");
+    BIND(be, "mean_std");
+    cuda_impl *im = impl_of(be);
+    void *ws;
+    STEM_TRY(ws_reserve(im, stem_cuda_mean_std_workspace(p), "mean_std", &ws));
+    return launched("mean_std", stem_cuda_mean_std(p, ws, im->stream));
+}
+
+static stem_status cuda_philox_normal(stem_backend *be, const stem_philox_params *p) {
+    STEM_TRY(need_float("philox_normal", p->dtype));
+    BIND(be, "philox_normal");
+    return launched("philox_normal", stem_cuda_philox_normal(p, impl_of(be)->stream));
+}
+
+static bool is_float_dtype(stem_dtype dt) { return dt == STEM_F32 || dt == STEM_F16 || dt == STEM_BF16; }
+
+static stem_status cuda_convert(stem_backend *be, const stem_convert_params *p) {
+    if (!is_float_dtype(p->src_dtype) || !is_float_dtype(p->dst_dtype)) {
+        if (p->src_dtype != p->dst_dtype)
+            return stem_fail(STEM_E_DTYPE, "cuda: convert: %s to %s is not supported", stem_dtype_name(p->src_dtype),
+                             stem_dtype_name(p->dst_dtype));
+        STEM_TRY(need_sized("convert", p->src_dtype));
+    }
+    if (p->n <= 0) return STEM_OK;
+    BIND(be, "convert");
+    cuda_impl *im = impl_of(be);
+    if (p->src_dtype == p->dst_dtype) {
+        if (p->dst != p->src)
+            CU("convert", cudaMemcpyAsync(p->dst, p->src, (size_t)p->n * stem_dtype_size(p->src_dtype),
+                                          cudaMemcpyDeviceToDevice, im->stream));
+        return STEM_OK;
+    }
+    return launched("convert", stem_cuda_convert(p, im->stream));
+}
+
+/* ---- argmax_cos: normalise, similarity GEMM, row argmax ------------------------------------ */
+
+/* Per batch entry b: an = a[b] and rn = ref[b] with unit rows (no epsilon, as on
+ * the CPU), then sim = an rn^T in blocks of rows that fit ARGMAX_SIM_BYTES (f32
+ * output; f16 inputs use tensor cores), then the argmax of each row of sim. Only a
+ * rows x m block of similarities ever exists. */
+static stem_status cuda_argmax_cos(stem_backend *be, const stem_argmax_cos_params *p) {
+    STEM_TRY(need_float("argmax_cos", p->dtype));
+    if (p->batch == 0 || p->n == 0) return STEM_OK;
+    BIND(be, "argmax_cos");
+    cuda_impl *im = impl_of(be);
+    if (p->m == 0) return stem_fail(STEM_E_SHAPE, "cuda: argmax_cos: no reference rows to choose from");
+    size_t es = stem_dtype_size(p->dtype);
+    int64_t rows = (int64_t)(ARGMAX_SIM_BYTES / sizeof(float)) / p->m;
+    if (rows < 1) rows = 1;
+    if (rows > p->n) rows = p->n;
+    size_t a_bytes = align256((size_t)(p->n * p->c) * es), r_bytes = align256((size_t)(p->m * p->c) * es);
+    void *ws;
+    STEM_TRY(ws_reserve(im, a_bytes + r_bytes + (size_t)(rows * p->m) * sizeof(float), "argmax_cos", &ws));
+    char *an = (char *)ws, *rn = an + a_bytes;
+    float *sim = (float *)(rn + r_bytes);
+    cudaDataType t = cuda_type(p->dtype);
+    for (int64_t b = 0; b < p->batch; b++) {
+        const char *ab = (const char *)p->a + (size_t)(b * p->n * p->c) * es;
+        const char *rb = (const char *)p->ref + (size_t)(b * p->m * p->c) * es;
+        STEM_TRY(launched("argmax_cos", stem_cuda_rows_l2_normalize(p->dtype, p->n, p->c, ab, an, im->stream)));
+        STEM_TRY(launched("argmax_cos", stem_cuda_rows_l2_normalize(p->dtype, p->m, p->c, rb, rn, im->stream)));
+        for (int64_t r0 = 0; r0 < p->n; r0 += rows) {
+            int64_t nr = p->n - r0 < rows ? p->n - r0 : rows;
+            /* sim (nr x m) = an[r0 : r0+nr] (nr x c) @ rn^T, rn stored m x c */
+            STEM_TRY(gemm_rowmajor(im, "argmax_cos", t, CUDA_R_32F, false, true, nr, p->m, p->c, 1, 1.f, 0.f,
+                                   an + (size_t)(r0 * p->c) * es, p->c, 0, rn, p->c, 0, sim, p->m, 0));
+            STEM_TRY(launched("argmax_cos",
+                              stem_cuda_rows_argmax(nr, p->m, sim, p->m, p->idx + b * p->n + r0, im->stream)));
+        }
+    }
+    return STEM_OK;
+}
+
+/* ---- em_block: the EM statistics kernel (kernels/cuda/em.cu, its own launcher) ---------- */
+
+static stem_status cuda_em_block(stem_backend *be, const stem_em_block_params *p) {
+    if (p->dtype != STEM_F32 && p->dtype != STEM_F16 && p->dtype != STEM_BF16)
+        return stem_fail(STEM_E_DTYPE, "cuda: em_block: dtype %s is not supported (f32, f16 or bf16)",
+                         stem_dtype_name(p->dtype));
+    if (p->m > STEM_CUDA_EM_MAX_BASES || p->d > STEM_CUDA_EM_MAX_D)
+        return stem_fail(STEM_E_UNSUPPORTED, "cuda: em_block: %lld bases of width %lld (the CUDA kernel takes up to %d of width %d)",
+                         (long long)p->m, (long long)p->d, STEM_CUDA_EM_MAX_BASES, STEM_CUDA_EM_MAX_D);
+    BIND(be, "em_block");
+    return launched("em_block", stem_cuda_em_block(p, impl_of(be)->stream));
+}
+
+/* ---- facts and teardown ------------------------------------------------------------------------ */
+
+static const char *cuda_describe(stem_backend *be) { return impl_of(be)->desc; }
+
+static void cuda_destroy(stem_backend *be) {
+    if (!be) return;
+    cuda_impl *im = impl_of(be);
+    if (im) {
+        if (cudaSetDevice(im->device) == cudaSuccess) {
+            if (im->stream) (void)cudaStreamSynchronize(im->stream);
+            if (im->ws) (void)cudaFree(im->ws);
+            if (im->blas) (void)cublasDestroy(im->blas);
+            if (im->stream) (void)cudaStreamDestroy(im->stream);
+        }
+        (void)cudaGetLastError();
+        free(im);
+    }
+    free(be);
+}
+
+static const stem_backend_ops cuda_ops = {
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .memset0 = cuda_memset0,
+    .synchronize = cuda_synchronize,
+    .gemm = cuda_gemm,
+    .conv2d = cuda_conv2d,
+    .group_norm = cuda_group_norm,
+    .layer_norm = cuda_layer_norm,
+    .softmax = cuda_softmax,
+    .unary = cuda_unary,
+    .geglu = cuda_geglu,
+    .binary = cuda_binary,
+    .affine = cuda_affine,
+    .upsample_nearest = cuda_upsample_nearest,
+    .copy2d = cuda_copy2d,
+    .permute = cuda_permute,
+    .timestep_embedding = cuda_timestep_embedding,
+    .attention = cuda_attention,
+    .gather_rows = cuda_gather_rows,
+    .argmax_cos = cuda_argmax_cos,
+    .mean_std = cuda_mean_std,
+    .philox_normal = cuda_philox_normal,
+    .convert = cuda_convert,
+    .describe = cuda_describe,
+    .destroy = cuda_destroy,
+    .em_block = cuda_em_block,
+};
+
+/* Device index from STEM_CUDA_DEVICE (default 0). */
+static stem_status pick_device(int count, int *dev) {
+    const char *env = getenv("STEM_CUDA_DEVICE");
+    *dev = 0;
+    if (!env || !*env) return STEM_OK;
+    char *end = NULL;
+    long v = strtol(env, &end, 10);
+    if (*end != '\0' || v < 0 || v >= count)
+        return stem_fail(STEM_E_ARG, "backend 'cuda': STEM_CUDA_DEVICE=%s is not a device index (this machine has %d: 0..%d)",
+                         env, count, count - 1);
+    *dev = (int)v;
+    return STEM_OK;
+}
+
+stem_status stem_cuda_backend_create(stem_backend **out) {
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return stem_fail(STEM_E_NODEVICE, "backend 'cuda': no CUDA device (cudaGetDeviceCount: %s)",
+                         cudaGetErrorString(e));
+    }
+    if (count <= 0)
+        return stem_fail(STEM_E_NODEVICE, "backend 'cuda': no CUDA device (cudaGetDeviceCount: 0 devices)");
+    int dev;
+    STEM_TRY(pick_device(count, &dev));
+    CU("create: cudaSetDevice", cudaSetDevice(dev));
+    struct cudaDeviceProp prop;
+    CU("create: cudaGetDeviceProperties", cudaGetDeviceProperties(&prop, dev));
+    /* Are this build's kernels (NVCC_ARCH_FLAGS) runnable on the device? */
+    e = stem_cuda_probe();
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return stem_fail(STEM_E_NODEVICE,
+                         "backend 'cuda': device %d (%s, sm_%d%d) cannot run this build's kernels (%s); "
+                         "rebuild with NVCC_ARCH_FLAGS for that architecture",
+                         dev, prop.name, prop.major, prop.minor, cudaGetErrorString(e));
+    }
+
+    stem_backend *be = calloc(1, sizeof *be);
+    cuda_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return stem_fail(STEM_E_NOMEM, "backend 'cuda': out of host memory");
+    }
+    im->device = dev;
+    be->ops = &cuda_ops;
+    be->kind = STEM_BACKEND_CUDA;
+    be->name = "cuda";
+    be->host_memory = false;
+    be->impl = im;
+
+    stem_status st = STEM_OK;
+    e = cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        im->stream = NULL;
+        st = cuda_fail("create: cudaStreamCreate", e);
+    }
+    if (st == STEM_OK) {
+        cublasStatus_t bs = cublasCreate(&im->blas);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            im->blas = NULL;
+            st = blas_fail("create: cublasCreate", bs);
+        }
+    }
+    if (st == STEM_OK) {
+        cublasStatus_t bs = cublasSetStream(im->blas, im->stream);
+        /* Default math: TF32 only with CUBLAS_TF32_TENSOR_OP_MATH, which we never set;
+         * f32 GEMMs additionally ask for CUBLAS_COMPUTE_32F_PEDANTIC per call. */
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(im->blas, CUBLAS_DEFAULT_MATH);
+        if (bs != CUBLAS_STATUS_SUCCESS) st = blas_fail("create: cuBLAS setup", bs);
+    }
+    if (st != STEM_OK) {
+        cuda_destroy(be);
+        return st;
+    }
+
+    int driver = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) {
+        (void)cudaGetLastError();
+        driver = 0;
+    }
+    snprintf(im->desc, sizeof im->desc, "cuda: %.255s, sm_%d%d, %.0f GiB, driver %d.%d", prop.name, prop.major, prop.minor,
+             (double)prop.totalGlobalMem / (double)(1u << 30), driver / 1000, (driver % 1000) / 10);
+    *out = be;
+    return STEM_OK;
+}
