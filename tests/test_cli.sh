@@ -66,5 +66,36 @@ if [ -n "$golden" ]; then
     expect_fail "unwritable output" "$tmp/nodir/out.safetensors" "$STEM" op philox_normal --out "$tmp/nodir/out.safetensors" --attr shape=2
 fi
 
+
+# ---- stem invert: the bundled default end to end (few steps), then bad input ----
+if "$STEM" invert --steps 3 --bases 8 --out "$tmp/inv" --quiet >"$tmp/inv.log" 2>&1 &&
+    [ -s "$tmp/inv/manifest.json" ] && [ -s "$tmp/inv/sheet.png" ] && [ -s "$tmp/inv/frames/recon/00000.png" ] &&
+    [ -s "$tmp/inv/latents/inv_002_t0667.safetensors" ] && grep -q '"reconstruction_vs_input"' "$tmp/inv/manifest.json"; then
+    ok "stem invert on the bundled default writes manifest, latents, frames, sheet"
+else
+    bad "stem invert default: $(cat "$tmp/inv.log")"
+fi
+expect_fail_dir() { # like expect_fail, but the culprit is an output folder that must not appear
+    name=$1; want=$2; out=$3; shift 3
+    if "$@" >"$tmp/stdout" 2>"$tmp/stderr"; then bad "$name: exited 0"; return; fi
+    if ! grep -q -- "$want" "$tmp/stderr"; then bad "$name: stderr lacks '$want': $(cat "$tmp/stderr")"; return; fi
+    if [ -e "$out/manifest.json" ]; then bad "$name: left a complete-looking output"; return; fi
+    ok "$name"
+}
+mkdir -p "$tmp/empty" "$tmp/notimages" "$tmp/badimg"
+echo hello >"$tmp/notimages/readme.txt"
+printf 'not a png' >"$tmp/badimg/00000.png"
+expect_fail_dir "invert: missing frames" "$tmp/nope" "$tmp/o1" "$STEM" invert --frames "$tmp/nope" --prompt x --out "$tmp/o1" --quiet
+expect_fail_dir "invert: empty frame folder" "$tmp/empty" "$tmp/o2" "$STEM" invert --frames "$tmp/empty" --prompt x --out "$tmp/o2" --quiet
+expect_fail_dir "invert: folder without images" "$tmp/notimages" "$tmp/o3" "$STEM" invert --frames "$tmp/notimages" --prompt x --out "$tmp/o3" --quiet
+expect_fail_dir "invert: unreadable frame" "00000.png" "$tmp/o4" "$STEM" invert --frames "$tmp/badimg" --prompt x --out "$tmp/o4" --quiet
+expect_fail_dir "invert: more frames than there are" "n-frames\\|frames" "$tmp/o5" "$STEM" invert --n-frames 999 --out "$tmp/o5" --quiet
+expect_fail_dir "invert: bad --attention" "attention" "$tmp/o6" "$STEM" invert --attention global --out "$tmp/o6"
+expect_fail_dir "invert: zero width" "--width" "$tmp/o7" "$STEM" invert --width 0 --out "$tmp/o7"
+expect_fail_dir "invert: incomplete model folder" "$tmp/empty" "$tmp/o8" "$STEM" invert --model "$tmp/empty" --out "$tmp/o8" --quiet
+expect_fail_dir "invert: output exists" "already exists" "$tmp/inv-none" "$STEM" invert --out "$tmp/inv" --quiet
+expect_fail_dir "invert: prompt needed for own frames" "--prompt is required" "$tmp/o9" "$STEM" invert --frames "$tmp/inv/frames/input" --out "$tmp/o9"
+expect_fail_dir "invert: f16 on cpu" "needs --backend cuda" "$tmp/o10" "$STEM" invert --dtype f16 --out "$tmp/o10"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -6,7 +6,10 @@
 #include "stem.h"
 
 int cmd_op(int argc, char **argv);
+int cmd_invert(int argc, char **argv);
 int cmd_system(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "stem: <message>" for the last error and returns 1 (2 for usage errors). */
 int cli_report(stem_status s);

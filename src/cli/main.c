@@ -12,9 +12,13 @@ static void usage(FILE *out) {
             "usage: stem COMMAND [options]\n"
             "\n"
             "commands:\n"
+            "  invert    STEM inversion + DDIM reconstruction of a video, with PSNR/SSIM and a contact sheet\n"
             "  op        run one tensor op on named inputs from a .safetensors file, write its outputs;\n"
             "            `stem op --list` lists every op, `stem op --check GOLDEN` checks one golden file\n"
+            "  info      what a model folder or single-file checkpoint holds: components, parameters,\n"
+            "            dtypes, SD version, scheduler (`stem info --model PATH`)\n"
             "  system    print what this machine and build run: CPU kernels, threads, OpenBLAS core, GPU\n"
+            "  tokenize  print the 77 CLIP token ids of prompts (`stem tokenize --model DIR TEXT...`)\n"
             "  version   print the version\n"
             "\n"
             "`stem COMMAND --help` explains each command.\n",
@@ -40,7 +44,10 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "op")) return cmd_op(argc - 1, argv + 1);
+    if (!strcmp(cmd, "invert")) return cmd_invert(argc - 1, argv + 1);
     if (!strcmp(cmd, "system")) return cmd_system(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("stem %s\n", STEM_VERSION);
         return 0;

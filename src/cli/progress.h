@@ -1,0 +1,23 @@
+/* A one-line progress bar with ETA on stderr for long work ("inversion  12/50
+ * [#####.....] 24%  3.1 s/step  ETA 1m58s"). Redrawn in place on a terminal; on a
+ * pipe or file, one line per update at most every few seconds, so logs stay short. */
+#ifndef STEM_CLI_PROGRESS_H
+#define STEM_CLI_PROGRESS_H
+
+#include <stdbool.h>
+
+typedef struct stem_progress {
+    const char *label;
+    int total;
+    double start, last_print;
+    bool quiet, tty;
+} stem_progress;
+
+void stem_progress_begin(stem_progress *p, const char *label, int total, bool quiet);
+/* `done` units finished so far (1..total). */
+void stem_progress_update(stem_progress *p, int done);
+/* Ends the line with the elapsed time. */
+void stem_progress_end(stem_progress *p);
+double stem_now_seconds(void);
+
+#endif
