@@ -4,7 +4,9 @@
 # are present (apt: nvidia-cuda-toolkit, or NVIDIA's packages under /usr/local/cuda).
 set -euo pipefail
 packages=(build-essential autoconf automake libtool pkg-config
-          libopenblas-openmp-dev libcmocka-dev libjson-c-dev libpng-dev)
+          libopenblas-openmp-dev libcmocka-dev libjson-c-dev libpng-dev
+          libutf8proc-dev libjpeg-dev libyaml-dev
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

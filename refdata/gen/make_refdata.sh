@@ -39,6 +39,7 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT INT TERM
 "$py" "$gen_dir/gen_ops.py" --out "$tmp"
+"$py" "$gen_dir/gen_stem.py" --out "$tmp"   # em, stem_attention, ddim
 rm -rf "$golden/ops"
 mv "$tmp" "$golden/ops"
 trap - EXIT INT TERM

@@ -224,6 +224,30 @@ typedef struct stem_convert_params {
 
 typedef struct stem_backend stem_backend;
 
+/* The EM statistics of SPEC.md §5 over one block of `rows` tokens, for each head
+ * h < heads (src/stem/em.c streams the tokens through this in blocks):
+ *   mu_hat[j] = mu[h, j, :] / (||mu[h, j, :]||_2 + norm_eps)                 j < m
+ *   z[i, j]   = softmax_j(<k_i, mu_hat[j]> / tau)                            i < rows
+ *   zk[h, j, :] += sum_i z[i, j] k_i;   zsum[h, j] += sum_i z[i, j];
+ *   zv[h, j, :] += sum_i z[i, j] v_i    (only when zv is not NULL)
+ * or `=` instead of `+=` when `overwrite`. Token i of head h is read at
+ * ptr + h*head_stride + i*row_stride (outer_stride is unused), so token-major
+ * [rows, heads*d] and head-major [heads, rows, d] blocks are read in place. mu and
+ * the accumulators are f32 whatever `dtype` is (SPEC §5: EM statistics in f32).
+ * z is never stored; a z below e^-80 relative to the row's largest (an exponent
+ * under -80) may be treated as exactly 0 (f32 underflows at e^-87..e^-103 anyway). */
+typedef struct stem_em_block_params {
+    stem_dtype dtype; /* of k and v */
+    int64_t heads, rows, m, d;
+    float tau, norm_eps;
+    bool overwrite;
+    stem_attn_operand k, v; /* v.ptr is ignored when zv is NULL */
+    const float *mu;        /* [heads, m, d] */
+    float *zk;              /* [heads, m, d] */
+    float *zsum;            /* [heads, m] */
+    float *zv;              /* [heads, m, d] or NULL */
+} stem_em_block_params;
+
 typedef struct stem_backend_ops {
     /* memory */
     stem_status (*alloc)(stem_backend *be, size_t bytes, void **out);
@@ -256,6 +280,8 @@ typedef struct stem_backend_ops {
     /* facts for logs and bench: "cpu: AVX-512, 2 threads, OpenBLAS SkylakeX" */
     const char *(*describe)(stem_backend *be);
     void (*destroy)(stem_backend *be);
+    /* algorithm ops (front ends in src/stem): EM statistics of one token block */
+    stem_status (*em_block)(stem_backend *be, const stem_em_block_params *p);
 } stem_backend_ops;
 
 typedef enum stem_backend_kind { STEM_BACKEND_CPU, STEM_BACKEND_CUDA } stem_backend_kind;
