@@ -1,0 +1,60 @@
+/* Contact sheets: a grid of frames from several clips, with gray separators. */
+#include "io/contact_sheet.h"
+
+#include <string.h>
+
+#include "core/backend.h"
+#include "io/resize.h"
+
+stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_columns, int max_rows, stem_image *out) {
+    out->rgb = NULL;
+    out->width = out->height = 0;
+    if (!columns || n_columns < 1) return stem_fail(STEM_E_ARG, "contact sheet: no columns");
+    if (max_rows < 1) return stem_fail(STEM_E_ARG, "contact sheet: %d rows", max_rows);
+    const stem_tensor *t0 = columns[0];
+    for (int c = 0; c < n_columns; c++) {
+        const stem_tensor *t = columns[c];
+        char b0[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
+        if (!t || t->dtype != STEM_F32 || t->ndim != 4 || t->shape[1] != 3 || t->shape[0] < 1 || !t->data ||
+            !t->backend || !t->backend->host_memory)
+            return stem_fail(STEM_E_SHAPE, "contact sheet: column %d: expected host f32 pixels [F, 3, H, W], got %s", c,
+                             t ? stem_shape_str(t, b, sizeof b) : "nothing");
+        if (!stem_same_shape(t, t0))
+            return stem_fail(STEM_E_SHAPE, "contact sheet: column %d is %s, column 0 is %s", c,
+                             stem_shape_str(t, b, sizeof b), stem_shape_str(t0, b0, sizeof b0));
+    }
+    int f = (int)t0->shape[0], h = (int)t0->shape[2], w = (int)t0->shape[3];
+    int rows = max_rows < f ? max_rows : f;
+    long sheet_w = (long)n_columns * w + (long)(n_columns - 1) * STEM_SHEET_GAP;
+    long sheet_h = (long)rows * h + (long)(rows - 1) * STEM_SHEET_GAP;
+    if (sheet_w > STEM_IMAGE_MAX_DIM || sheet_h > STEM_IMAGE_MAX_DIM)
+        return stem_fail(STEM_E_ARG, "contact sheet: %ldx%ld is larger than %d (fewer rows or columns)", sheet_w, sheet_h,
+                         STEM_IMAGE_MAX_DIM);
+    STEM_TRY(stem_image_new((int)sheet_w, (int)sheet_h, out));
+    memset(out->rgb, 128, (size_t)sheet_w * (size_t)sheet_h * 3);
+    size_t plane = (size_t)h * (size_t)w;
+    for (int r = 0; r < rows; r++) {
+        /* evenly from the first to the last frame, rounded to nearest */
+        int frame = rows == 1 ? 0 : (int)(((long)r * (f - 1) * 2 + (rows - 1)) / (2L * (rows - 1)));
+        for (int c = 0; c < n_columns; c++) {
+            const float *src = (const float *)columns[c]->data + (size_t)frame * 3 * plane;
+            int x0 = c * (w + STEM_SHEET_GAP), y0 = r * (h + STEM_SHEET_GAP);
+            for (int y = 0; y < h; y++) {
+                uint8_t *dst = out->rgb + ((size_t)(y0 + y) * (size_t)sheet_w + (size_t)x0) * 3;
+                for (int x = 0; x < w; x++)
+                    for (int k = 0; k < 3; k++)
+                        dst[3 * x + k] = stem_pixel_to_u8(src[(size_t)k * plane + (size_t)y * w + x], STEM_QUANTIZE_ROUND);
+            }
+        }
+    }
+    return STEM_OK;
+}
+
+stem_status stem_contact_sheet_write(const char *path, const stem_tensor *const *columns, int n_columns, int max_rows) {
+    stem_image sheet;
+    stem_status s = stem_contact_sheet_render(columns, n_columns, max_rows, &sheet);
+    if (s != STEM_OK) return stem_error_context(s, "%s", path ? path : "contact sheet");
+    s = stem_image_write_png(path, &sheet);
+    stem_image_free(&sheet);
+    return s;
+}

@@ -1,0 +1,24 @@
+/* A contact sheet: one PNG that shows a few frames side by side, e.g.
+ *
+ *     input | VAE round trip | reconstruction      <- frame 0
+ *     input | VAE round trip | reconstruction      <- frame F/3
+ *     ...                                          <- ... frame F-1
+ *
+ * Columns are clips of host f32 pixels [F, 3, H, W] in [-1, 1] with equal shapes
+ * (8-bit by rounding); rows are up to `max_rows` frames spread evenly from the first
+ * to the last (row r shows frame round(r * (F - 1) / (rows - 1))). Cells are separated
+ * by STEM_SHEET_GAP pixels of gray 128. Written atomically. */
+#ifndef STEM_IO_CONTACT_SHEET_H
+#define STEM_IO_CONTACT_SHEET_H
+
+#include "core/tensor.h"
+#include "io/image.h"
+
+#define STEM_SHEET_GAP 4
+
+/* The sheet as an image (caller frees). */
+stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_columns, int max_rows, stem_image *out);
+/* Renders and writes it to `path` (PNG). */
+stem_status stem_contact_sheet_write(const char *path, const stem_tensor *const *columns, int n_columns, int max_rows);
+
+#endif
