@@ -44,4 +44,17 @@ rm -rf "$golden/ops"
 mv "$tmp" "$golden/ops"
 trap - EXIT INT TERM
 
+# The whole inversion pipeline (tests/test_invert.c): needs the tiny models
+# (refdata/models, gen_models.py) and the synthetic clip (refdata/clips/synthetic,
+# gen_clip.py), so those generators must run before this one.
+echo "== gen_invert.py -> $golden/invert"
+tmp="$golden/invert.tmp.$$"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT INT TERM
+"$py" "$gen_dir/gen_invert.py" --repo "$repo" --out "$tmp"
+rm -rf "$golden/invert"
+mv "$tmp" "$golden/invert"
+trap - EXIT INT TERM
+
 echo "== done: $(find "$golden/ops" -name "*.safetensors" | wc -l) op golden files, $(du -sh "$golden/ops" | cut -f1)"
