@@ -1,0 +1,134 @@
+/* The EM statistics of one token block on the GPU (core/backend.h,
+ * stem_em_block_params). Version 1: one warp per token row, kRowsPerWarp rows per warp.
+ *   - each block first computes 1 / (||mu_j|| + eps) for its head's m bases (shared);
+ *   - per row: lane l scores bases j = l, l+32, ... (<k_i, mu_j> * inv_norm_j, mu read
+ *     through the read-only cache) into a shared row buffer, the warp takes the max,
+ *     z_j = exp((s_j - max)/tau) for exponents above -80 (as the CPU kernel: smaller z
+ *     are f32 noise, see kernels/cpu/em.c), the warp sums them;
+ *   - each non-zero z_j is added to zsum[j], z_j * k_i to zk[j, :] and z_j * v_i to
+ *     zv[j, :] with float atomics, the 32 lanes splitting the d channels.
+ * All arithmetic in f32. Checked against the CPU kernel by tests/test_cuda_parity
+ * (the em and stem_attention golden files). */
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/em.h"
+
+using namespace stem_cuda;
+
+namespace {
+
+constexpr int kThreads = 128; /* 4 warps */
+constexpr int kWarps = kThreads / kWarp;
+constexpr int kRowsPerWarp = 8;
+constexpr float kExpCutoff = 80.f;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+em_block_kernel(int64_t rows, int64_t m, int64_t d, float inv_tau, float norm_eps, const T *kp, int64_t k_head,
+                int64_t k_row, const T *vp, int64_t v_head, int64_t v_row, const float *__restrict__ mu,
+                float *zk, float *zsum, float *zv) {
+    extern __shared__ float smem[];
+    float *inv_norm = smem;                     /* [m] */
+    float *scores = inv_norm + m;               /* [kWarps][m] */
+    float *krow = scores + (int64_t)kWarps * m; /* [kWarps][d] */
+    float *vrow = krow + (int64_t)kWarps * d;   /* [kWarps][d] (when zv) */
+    const int64_t h = blockIdx.y;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const float *muh = mu + h * m * d;
+
+    for (int64_t j = threadIdx.x; j < m; j += kThreads) {
+        const float *x = muh + j * d;
+        float ss = 0.f;
+        for (int64_t c = 0; c < d; c++) ss = fmaf(x[c], x[c], ss);
+        inv_norm[j] = 1.f / (sqrtf(ss) + norm_eps);
+    }
+    __syncthreads();
+
+    float *s = scores + (int64_t)warp * m;
+    float *kr = krow + (int64_t)warp * d;
+    float *vr = vrow + (int64_t)warp * d;
+    const int64_t first = ((int64_t)blockIdx.x * kWarps + warp) * kRowsPerWarp;
+    for (int64_t i = first; i < first + kRowsPerWarp && i < rows; i++) { /* uniform per warp */
+        const T *ki = kp + h * k_head + i * k_row;
+        for (int64_t c = lane; c < d; c += kWarp) kr[c] = to_f32(ki[c]);
+        if (zv) {
+            const T *vi = vp + h * v_head + i * v_row;
+            for (int64_t c = lane; c < d; c += kWarp) vr[c] = to_f32(vi[c]);
+        }
+        __syncwarp();
+        float mx = -INFINITY;
+        for (int64_t j = lane; j < m; j += kWarp) {
+            const float *x = muh + j * d;
+            float acc = 0.f;
+            for (int64_t c = 0; c < d; c++) acc = fmaf(__ldg(x + c), kr[c], acc);
+            float sj = acc * inv_norm[j];
+            s[j] = sj;
+            mx = fmaxf(mx, sj);
+        }
+        mx = warp_max(mx);
+        float sum = 0.f;
+        for (int64_t j = lane; j < m; j += kWarp) {
+            float x = (s[j] - mx) * inv_tau; /* the difference first: exact near the max */
+            float e = x > -kExpCutoff ? expf(x) : 0.f;
+            s[j] = e;
+            sum += e;
+        }
+        sum = warp_sum(sum);
+        const float inv = 1.f / sum;
+        __syncwarp();
+        /* scatter the non-zero responsibilities: rounds of 32 bases, one ballot each */
+        for (int64_t j0 = 0; j0 < m; j0 += kWarp) {
+            int64_t j = j0 + lane;
+            float z = j < m ? s[j] * inv : 0.f;
+            unsigned nz = __ballot_sync(0xffffffffu, z > 0.f);
+            while (nz) {
+                int b = __ffs(nz) - 1;
+                nz &= nz - 1;
+                float zb = __shfl_sync(0xffffffffu, z, b);
+                int64_t jb = j0 + b;
+                if (lane == 0) atomicAdd(zsum + h * m + jb, zb);
+                float *ak = zk + (h * m + jb) * d;
+                for (int64_t c = lane; c < d; c += kWarp) atomicAdd(ak + c, zb * kr[c]);
+                if (zv) {
+                    float *av = zv + (h * m + jb) * d;
+                    for (int64_t c = lane; c < d; c += kWarp) atomicAdd(av + c, zb * vr[c]);
+                }
+            }
+        }
+        __syncwarp(); /* the row buffers are reused by the next row */
+    }
+}
+
+template <typename T>
+cudaError_t launch(const stem_em_block_params *p, size_t smem, cudaStream_t stream) {
+    int64_t rows_per_block = (int64_t)kWarps * kRowsPerWarp;
+    dim3 grid((unsigned)((p->rows + rows_per_block - 1) / rows_per_block), (unsigned)p->heads);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(em_block_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    em_block_kernel<T><<<grid, kThreads, smem, stream>>>(
+        p->rows, p->m, p->d, 1.f / p->tau, p->norm_eps, (const T *)p->k.ptr, p->k.head_stride, p->k.row_stride,
+        (const T *)p->v.ptr, p->v.head_stride, p->v.row_stride, p->mu, p->zk, p->zsum, p->zv);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" cudaError_t stem_cuda_em_block(const stem_em_block_params *p, cudaStream_t stream) {
+    if (p->m > STEM_CUDA_EM_MAX_BASES || p->d > STEM_CUDA_EM_MAX_D || p->heads > 65535) return cudaErrorInvalidValue;
+    if (p->overwrite) {
+        size_t md = (size_t)(p->heads * p->m * p->d) * sizeof(float);
+        cudaError_t e = cudaMemsetAsync(p->zk, 0, md, stream);
+        if (e == cudaSuccess) e = cudaMemsetAsync(p->zsum, 0, (size_t)(p->heads * p->m) * sizeof(float), stream);
+        if (e == cudaSuccess && p->zv) e = cudaMemsetAsync(p->zv, 0, md, stream);
+        if (e != cudaSuccess) return e;
+    }
+    if (p->rows <= 0 || p->heads <= 0) return cudaSuccess;
+    size_t smem = (size_t)(p->m + (int64_t)kWarps * p->m + 2 * (int64_t)kWarps * p->d) * sizeof(float);
+    switch (p->dtype) {
+    case STEM_F32: return launch<float>(p, smem, stream);
+    case STEM_F16: return launch<__half>(p, smem, stream);
+    case STEM_BF16: return launch<__nv_bfloat16>(p, smem, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
