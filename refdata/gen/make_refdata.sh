@@ -33,6 +33,21 @@ export PYTHONDONTWRITEBYTECODE=1 PYTHONWARNINGS=ignore
 echo "== philox_ref.py --self-test (Random123 known-answer vectors)"
 "$py" "$gen_dir/philox_ref.py" --self-test
 
+# Order matters: the tokenizer files feed the tiny models, the models and the clip
+# feed the model and pipeline goldens.
+echo "== gen_tokenizer.py -> refdata/tokenizer, $golden/tokenizer (the real CLIP vocabulary)"
+"$py" "$gen_dir/gen_tokenizer.py" --repo "$repo"
+echo "== gen_models.py -> refdata/models/tiny-sd1, tiny-sd2"
+"$py" "$gen_dir/gen_models.py" --repo "$repo"
+echo "== gen_clip.py -> refdata/clips/synthetic"
+"$py" "$gen_dir/gen_clip.py" --out "$repo/refdata/clips/synthetic"
+echo "== gen_io.py -> $golden/io"
+"$py" "$gen_dir/gen_io.py" --out "$golden/io"
+echo "== gen_unet.py -> $golden/unet"
+"$py" "$gen_dir/gen_unet.py" --repo "$repo"
+echo "== gen_text_vae.py -> $golden/text_encoder, $golden/vae, $golden/ldm"
+"$py" "$gen_dir/gen_text_vae.py" --repo "$repo"
+
 echo "== gen_ops.py -> $golden/ops"
 tmp="$golden/ops.tmp.$$"
 rm -rf "$tmp"
