@@ -20,8 +20,7 @@ static char *str_printf2(const char *a, const char *b) {
     return s;
 }
 
-/* fsync the directory holding `path`, so that a rename into it is durable (best effort). */
-static void sync_parent_dir(const char *path) {
+void stem_sync_parent_dir(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
     if (!dir) return;
@@ -99,7 +98,7 @@ stem_status stem_atomic_commit(stem_atomic_file *af) {
     if (s != STEM_OK)
         unlink(af->tmp);
     else
-        sync_parent_dir(af->path);
+        stem_sync_parent_dir(af->path);
     atomic_release(af);
     return s;
 }
@@ -228,7 +227,7 @@ stem_status stem_outdir_commit(stem_outdir *od, bool replace) {
             free(old);
             return s;
         }
-        sync_parent_dir(od->final);
+        stem_sync_parent_dir(od->final);
         stem_status s = stem_remove_tree(old);
         free(old);
         if (s != STEM_OK) stem_error_context(s, "output directory '%s' is complete, but removing the old one failed", od->final);
@@ -238,7 +237,7 @@ stem_status stem_outdir_commit(stem_outdir *od, bool replace) {
     if (rename(od->partial, od->final) != 0)
         return stem_fail(STEM_E_IO, "output directory '%s': cannot rename '%s' into place: %s", od->final, od->partial,
                          strerror(errno));
-    sync_parent_dir(od->final);
+    stem_sync_parent_dir(od->final);
     stem_outdir_free(od);
     return STEM_OK;
 }

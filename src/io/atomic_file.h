@@ -37,6 +37,9 @@ void stem_atomic_abort(stem_atomic_file *af);
 /* The whole dance for a buffer already in memory. */
 stem_status stem_atomic_write(const char *path, const void *data, size_t len);
 
+/* fsync the directory holding `path`, so that a rename into it is durable (best effort). */
+void stem_sync_parent_dir(const char *path);
+
 /* ---- one directory --------------------------------------------------------------- */
 
 typedef struct stem_outdir {

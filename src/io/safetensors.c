@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "core/backend.h"
+#include "io/atomic_file.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* same limit as the reference implementation */
 #define ST_META_KEY "__metadata__"
@@ -495,18 +496,6 @@ static stem_status write_tensor(int fd, const stem_tensor *t, const char *name, 
     return s;
 }
 
-/* fsync the directory holding `path`, so that the rename itself is durable (best effort). */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
-}
 
 stem_status stem_safetensors_save(const char *path, const stem_tensor_map *m) {
     if (!path || !*path) return stem_fail(STEM_E_ARG, "safetensors: empty file name");
@@ -544,7 +533,7 @@ stem_status stem_safetensors_save(const char *path, const stem_tensor_map *m) {
     if (s != STEM_OK)
         unlink(tmp);
     else
-        sync_parent_dir(path);
+        stem_sync_parent_dir(path);
     free(tmp);
     return s;
 }

@@ -127,20 +127,15 @@ stem_status stem_clip_text_load_weights(const stem_clip_text_config *cfg, stem_w
 
 stem_status stem_clip_text_load(const char *dir, stem_backend *be, stem_dtype dtype, stem_clip_text *m) {
     memset(m, 0, sizeof *m);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     stem_config c;
-    stem_status s = stem_config_load(path, &c);
-    if (s != STEM_OK) return stem_error_context(s, COMPONENT);
-    stem_clip_text_config cfg;
-    s = stem_clip_text_parse_config(&c, &cfg);
-    stem_config_free(&c);
-    if (s != STEM_OK) return stem_error_context(s, COMPONENT);
     stem_weights w;
-    s = stem_weights_open(dir, COMPONENT, be, dtype, &w);
+    STEM_TRY(stem_component_open(dir, COMPONENT, be, dtype, &c, &w));
+    stem_clip_text_config cfg;
+    stem_status s = stem_clip_text_parse_config(&c, &cfg);
+    stem_config_free(&c);
     if (s != STEM_OK) {
         stem_weights_close(&w);
-        return s;
+        return stem_error_context(s, COMPONENT);
     }
     return stem_clip_text_load_weights(&cfg, &w, m);
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
+#include "models/config.h"
 
 static bool file_exists(const char *path) {
     struct stat st;
@@ -211,4 +212,18 @@ int64_t stem_weights_param_count(const stem_weights *w) {
     int64_t n = 0;
     for (int i = 0; i < w->host.count; i++) n += stem_numel(&w->host.items[i].tensor);
     return n;
+}
+
+stem_status stem_component_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
+                                stem_config *c, stem_weights *w) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    stem_status s = stem_config_load(path, c);
+    if (s != STEM_OK) return stem_error_context(s, "%s", component);
+    s = stem_weights_open(dir, component, be, dtype, w);
+    if (s != STEM_OK) {
+        stem_weights_close(w);
+        stem_config_free(c);
+    }
+    return s;
 }

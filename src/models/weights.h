@@ -29,6 +29,12 @@ typedef struct stem_weights {
  * to convert them. `component` names the component in messages. */
 stem_status stem_weights_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
                               stem_weights *w);
+/* A component folder's config.json (into *c) and weights (into *w), as every model
+ * loader needs them; `component` names both in errors. On failure nothing is left
+ * to free. */
+typedef struct stem_config stem_config;
+stem_status stem_component_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
+                                stem_config *c, stem_weights *w);
 /* Opens one .safetensors file (e.g. a single-file checkpoint). */
 stem_status stem_weights_open_file(const char *path, const char *component, stem_backend *be, stem_dtype dtype,
                                    stem_weights *w);
