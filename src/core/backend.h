@@ -234,8 +234,9 @@ typedef struct stem_backend stem_backend;
  * ptr + h*head_stride + i*row_stride (outer_stride is unused), so token-major
  * [rows, heads*d] and head-major [heads, rows, d] blocks are read in place. mu and
  * the accumulators are f32 whatever `dtype` is (SPEC §5: EM statistics in f32).
- * z is never stored; a z below e^-80 relative to the row's largest (an exponent
- * under -80) may be treated as exactly 0 (f32 underflows at e^-87..e^-103 anyway). */
+ * z is never stored; a z whose exponent (s - max)/tau is under -60 (z < 8.8e-27)
+ * may be treated as exactly 0: even over 491,520 tokens that moves no basis by more
+ * than ~1e-16 |k| (kernels/cpu/em.c); the dense f32 softmax flushes from e^-87 on. */
 typedef struct stem_em_block_params {
     stem_dtype dtype; /* of k and v */
     int64_t heads, rows, m, d;
