@@ -17,12 +17,12 @@ mkdir -p build-gpu
 stage=.gpu/stage
 rm -rf .gpu && mkdir -p "$stage/bin" "$stage/tests" "$stage/bench" "$stage/lib"
 cp build-gpu/stem "$stage/bin/"
-for t in build-gpu/tests/test_*; do [ -x "$t" ] && [ ! -d "$t" ] && cp "$t" "$stage/tests/"; done
+for t in build-gpu/tests/test_*; do if [ -x "$t" ] && [ -f "$t" ]; then cp "$t" "$stage/tests/"; fi; done
 cp tests/test_cli.sh "$stage/tests/"
-for b in build-gpu/bench/ops build-gpu/bench/em build-gpu/bench/unet; do [ -x "$b" ] && cp "$b" "$stage/bench/"; done
+for b in build-gpu/bench/ops build-gpu/bench/em build-gpu/bench/unet; do if [ -x "$b" ]; then cp "$b" "$stage/bench/"; fi; done
 # libraries: everything ldd resolves except glibc's own and CUDA's (present on the GPU machine)
 for f in "$stage"/bin/* "$stage"/tests/test_* "$stage"/bench/*; do
-    [ -x "$f" ] && ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
+    if [ -x "$f" ]; then ldd "$f" 2>/dev/null | awk '/=> \//{print $3}' || true; fi
 done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcublas|libcublasLt|libcudart)\.so' |
     while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 tar -C .gpu -cJf .gpu/bundle.tar.xz stage

@@ -24,5 +24,5 @@ done
 run bench_ops_f32 "$root/bench/ops" --backend cuda --dtype f32 --quick
 run bench_ops_f16 "$root/bench/ops" --backend cuda --dtype f16 --quick
 run invert_tiny_cuda "$root/bin/stem" invert --backend cuda --steps 10 --out /tmp/stem-gpu/inv --force --quiet
-grep -h -E "PASSED|FAILED|SKIPPED" "$out"/test_*.log | sort | uniq -c | tee "$out/summary.txt"
+grep -E "^\[  (PASSED|FAILED)  \] [0-9]+ test|SKIPPED TEST" "$out"/test_*.log | tee "$out/summary.txt"
 exit $status
