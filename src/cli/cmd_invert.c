@@ -2,6 +2,7 @@
  * quality metrics, a contact sheet and a manifest; resumable; atomic output. */
 #include <errno.h>
 #include <json-c/json.h>
+#include <png.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -560,9 +561,14 @@ int cmd_invert(int argc, char **argv) {
     json_object_object_add(env, "backend", json_object_new_string(be->ops->describe(be)));
     json_object_object_add(env, "openblas_core", json_object_new_string(stem_blas_core_name()));
     json_object_object_add(env, "threads", json_object_new_int(stem_num_threads()));
+    json_object_object_add(env, "json_c", json_object_new_string(json_c_version()));
+    json_object_object_add(env, "libpng", json_object_new_string(png_get_libpng_ver(NULL)));
     json_object_object_add(manifest, "environment", env);
     json_object *model = json_object_new_object();
     json_object_object_add(model, "path", json_object_new_string(a.model));
+    char fingerprint[17];
+    if (stem_model_fingerprint(a.model, fingerprint) == STEM_OK)
+        json_object_object_add(model, "fingerprint_fnv1a64", json_object_new_string(fingerprint));
     json_object_object_add(model, "unet_parameters", json_object_new_int64(stem_unet_param_count(p.unet)));
     char lat[64];
     snprintf(lat, sizeof lat, "%lldx%lld", (long long)w, (long long)h);

@@ -1,7 +1,10 @@
 #include "pipeline/pipeline.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static stem_status component_path(const char *model_dir, const char *component, char *buf, size_t len) {
     int n = snprintf(buf, len, "%s/%s", model_dir, component);
@@ -63,4 +66,58 @@ stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, st
     if (s != STEM_OK) stem_tensor_free(context);
     stem_tensor_free(&dev_ids);
     return s;
+}
+
+/* ---- fingerprint -------------------------------------------------------------------- */
+
+static void fnv1a(uint64_t *h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ p[i]) * 0x100000001b3ULL;
+}
+
+/* Hashes the file's name, size and first `limit` bytes; missing files hash their name only. */
+static void hash_file(uint64_t *h, const char *path, const char *name, size_t limit) {
+    fnv1a(h, name, strlen(name) + 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0) fnv1a(h, &st.st_size, sizeof st.st_size);
+    unsigned char buf[65536];
+    size_t total = 0, got;
+    while (total < limit && (got = fread(buf, 1, sizeof buf, f)) > 0) {
+        fnv1a(h, buf, got);
+        total += got;
+    }
+    fclose(f);
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+stem_status stem_model_fingerprint(const char *model_dir, char out[17]) {
+    static const char *const components[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/model_index.json", model_dir);
+    hash_file(&h, path, "model_index.json", (size_t)1 << 20);
+    for (size_t c = 0; c < sizeof components / sizeof *components; c++) {
+        snprintf(path, sizeof path, "%s/%s", model_dir, components[c]);
+        DIR *d = opendir(path);
+        if (!d) continue;
+        char *names[256];
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 256)
+            if (e->d_name[0] != '.') names[n++] = strdup(e->d_name);
+        closedir(d);
+        qsort(names, (size_t)n, sizeof *names, cmp_names); /* directory order is not stable */
+        for (int i = 0; i < n; i++) {
+            if (!names[i]) continue;
+            char file[1700];
+            snprintf(file, sizeof file, "%s/%s", path, names[i]);
+            hash_file(&h, file, names[i], (size_t)1 << 20);
+            free(names[i]);
+        }
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return STEM_OK;
 }

@@ -32,4 +32,11 @@ void stem_pipeline_free(stem_pipeline *p);
  * *truncated tells whether the prompt was longer than 77 tokens. */
 stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, stem_tensor *context, bool *truncated);
 
+/* A 64-bit FNV-1a fingerprint (16 hex digits) of a diffusers folder: model_index.json,
+ * every component's config.json, and each weight file's size and first 1 MiB (its
+ * safetensors header and the first tensors). Cheap on multi-GB folders, and it changes
+ * when any config, tensor list, dtype or file changes; it is not a cryptographic hash
+ * of every weight byte. */
+stem_status stem_model_fingerprint(const char *model_dir, char out[17]);
+
 #endif
