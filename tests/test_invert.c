@@ -374,27 +374,6 @@ static void golden_cuda_f32(void **state) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static char **list_goldens(int *count) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/golden/invert", test_refdata_dir());
-    DIR *d = opendir(dir);
-    *count = 0;
-    if (!d) return NULL;
-    char **paths = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0) continue;
-        paths = realloc(paths, (size_t)(*count + 1) * sizeof *paths);
-        size_t len = strlen(dir) + n + 2;
-        paths[*count] = malloc(len);
-        snprintf(paths[*count], len, "%s/%s", dir, e->d_name);
-        (*count)++;
-    }
-    closedir(d);
-    if (*count) qsort(paths, (size_t)*count, sizeof *paths, test_cmp_str);
-    return paths;
-}
 
 int main(int argc, char **argv) {
     stem_blas_ensure_fast_core(argc, argv);
@@ -404,7 +383,7 @@ int main(int argc, char **argv) {
         cuda = NULL;
     }
     int n = 0;
-    char **paths = list_goldens(&n);
+    char **paths = test_list_golden_dir("invert", &n);
     if (n == 0) {
         fprintf(stderr, "test_invert: no goldens in %s/golden/invert (set STEM_REFDATA)\n", test_refdata_dir());
         return 1;

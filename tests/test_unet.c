@@ -442,27 +442,6 @@ static void error_unused_tensor(void **state) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static char **list_unet_goldens(int *count) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/golden/unet", test_refdata_dir());
-    DIR *d = opendir(dir);
-    *count = 0;
-    if (!d) return NULL;
-    char **paths = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0) continue;
-        paths = realloc(paths, (size_t)(*count + 1) * sizeof *paths);
-        size_t len = strlen(dir) + n + 2;
-        paths[*count] = malloc(len);
-        snprintf(paths[*count], len, "%s/%s", dir, e->d_name);
-        (*count)++;
-    }
-    closedir(d);
-    if (*count) qsort(paths, (size_t)*count, sizeof *paths, test_cmp_str);
-    return paths;
-}
 
 int main(int argc, char **argv) {
     stem_blas_ensure_fast_core(argc, argv);
@@ -472,7 +451,7 @@ int main(int argc, char **argv) {
         cuda = NULL;
     }
     int n = 0;
-    char **paths = list_unet_goldens(&n);
+    char **paths = test_list_golden_dir("unet", &n);
     if (n == 0) {
         fprintf(stderr, "test_unet: no goldens in %s/golden/unet (set STEM_REFDATA)\n", test_refdata_dir());
         return 1;

@@ -19,10 +19,11 @@ static inline const char *test_refdata_dir(void) {
 
 static int test_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Sorted full paths of the .safetensors files in refdata/golden/ops; *count receives how many. */
-static inline char **test_list_goldens(int *count) {
+/* Sorted full paths of the .safetensors files in refdata/golden/SUBDIR; *count
+ * receives how many (0, with a message, when the folder cannot be opened). */
+static inline char **test_list_golden_dir(const char *subdir, int *count) {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/golden/ops", test_refdata_dir());
+    snprintf(dir, sizeof dir, "%s/golden/%s", test_refdata_dir(), subdir);
     DIR *d = opendir(dir);
     *count = 0;
     if (!d) {
@@ -48,6 +49,9 @@ static inline char **test_list_goldens(int *count) {
     if (*count) qsort(paths, (size_t)*count, sizeof *paths, test_cmp_str);
     return paths;
 }
+
+/* The op goldens (refdata/golden/ops). */
+static inline char **test_list_goldens(int *count) { return test_list_golden_dir("ops", count); }
 
 /* "refdata/golden/ops/conv2d__stride2.safetensors" -> "conv2d__stride2" */
 static inline const char *test_golden_label(const char *path) {
