@@ -75,6 +75,15 @@ if "$STEM" invert --steps 3 --bases 8 --out "$tmp/inv" --quiet >"$tmp/inv.log" 2
 else
     bad "stem invert default: $(cat "$tmp/inv.log")"
 fi
+if "$STEM" system | grep -q "^video: read and write"; then
+    if [ -s "$tmp/inv/recon.mp4" ] &&
+        "$STEM" invert --frames "$tmp/inv/recon.mp4" --n-frames 8 --prompt "noise" --steps 1 --bases 4 \
+            --out "$tmp/inv-video" --quiet >"$tmp/vid.log" 2>&1; then
+        ok "recon.mp4 written and read back with all 8 frames"
+    else
+        bad "recon.mp4: $(cat "$tmp/vid.log" 2>/dev/null)"
+    fi
+fi
 expect_fail_dir() { # like expect_fail, but the culprit is an output folder that must not appear
     name=$1; want=$2; out=$3; shift 3
     if "$@" >"$tmp/stdout" 2>"$tmp/stderr"; then bad "$name: exited 0"; return; fi

@@ -17,6 +17,7 @@
 #include "io/contact_sheet.h"
 #include "io/frames.h"
 #include "io/metrics.h"
+#include "io/video_write.h"
 #include "io/yaml_config.h"
 #include "pipeline/invert.h"
 
@@ -24,7 +25,7 @@
 
 typedef struct invert_args {
     const char *model, *frames, *prompt, *out, *config, *backend;
-    int n_frames, width, height, threads;
+    int n_frames, width, height, threads, fps;
     stem_dtype dtype;
     stem_invert_options inv;
     stem_quantize quantize;
@@ -67,6 +68,7 @@ static void usage(FILE *out) {
             "  --resume               continue an interrupted run from its last completed step\n"
             "  --force                replace an existing output folder\n"
             "  --quantize round|truncate   8-bit output rounding (default round; the original truncates)\n"
+            "  --fps N                frame rate of recon.mp4 (default 10)\n"
             "  --quiet                no progress bar\n"
             "\n"
             "output (written to DIR.partial, renamed to DIR when complete):\n"
@@ -74,7 +76,8 @@ static void usage(FILE *out) {
             "  latents/inv_SSS_tTTTT.safetensors   inverted latents after each step (\"latents\" [F,4,h,w])\n"
             "  latents/rec_SSS_tTTTT.safetensors   reconstruction latents after each step\n"
             "  frames/input, frames/vae, frames/recon   PNG frames: resized input, VAE round trip, reconstruction\n"
-            "  sheet.png              input | VAE | reconstruction for a few frames\n");
+            "  sheet.png              input | VAE | reconstruction for a few frames\n"
+            "  recon.mp4              the reconstruction as a video (when built with FFmpeg; even sizes)\n");
 }
 
 /* <source tree>/refdata, or $STEM_REFDATA. */
@@ -156,6 +159,7 @@ static int parse_args(int argc, char **argv, invert_args *a) {
     a->backend = "cpu";
     a->dtype = STEM_F32;
     a->out = "stem-invert-out";
+    a->fps = 10;
     bool flag_set[16] = {false};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -546,6 +550,13 @@ int cmd_invert(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/frames/%s", od.partial, frame_dirs[i]);
         if ((s = stem_frames_write_dir(path, columns[i], a.quantize)) != STEM_OK) goto fail;
     }
+    if (stem_video_write_available() && fr.width % 2 == 0 && fr.height % 2 == 0) {
+        snprintf(path, sizeof path, "%s/recon.mp4", od.partial);
+        if ((s = stem_video_write(path, &host_rec, a.fps, a.quantize)) != STEM_OK) goto fail;
+    } else if (!a.quiet) {
+        fprintf(stderr, "stem: note: no recon.mp4 (%s)\n",
+                stem_video_write_available() ? "odd frame size" : "built without FFmpeg");
+    }
     snprintf(path, sizeof path, "%s/sheet.png", od.partial);
     if ((s = stem_contact_sheet_write(path, columns, 3, 4)) != STEM_OK) goto fail;
     bool have_ssim = fr.width >= 11 && fr.height >= 11;
@@ -599,7 +610,9 @@ int cmd_invert(int argc, char **argv) {
                "reconstruction vs VAE:    PSNR %.2f dB  SSIM %.4f\n",
                m_rec.mean_psnr, m_rec.mean_ssim, m_rec.temporal, m_vae.mean_psnr, m_vae.mean_ssim, m_vae.temporal,
                m_rec_vae.mean_psnr, m_rec_vae.mean_ssim);
-    printf("wrote %s (manifest.json, latents/, frames/, sheet.png) in %.1f s\n", a.out, stem_now_seconds() - t_start);
+    printf("wrote %s (manifest.json, latents/, frames/, sheet.png%s) in %.1f s\n", a.out,
+           stem_video_write_available() && fr.width % 2 == 0 && fr.height % 2 == 0 ? ", recon.mp4" : "",
+           stem_now_seconds() - t_start);
     if (a.model_is_default)
         printf("this was the bundled tiny model (random weights): for real edits, download Stable Diffusion 1.5 "
                "or 2.1-base as a diffusers folder and pass --model DIR (or set STEM_MODEL)\n");

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "io/video_write.h"
 
 int cmd_system(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -14,6 +15,7 @@ int cmd_system(int argc, char **argv) {
     stem_backend *cpu = stem_cpu_backend();
     printf("stem %s\n", STEM_VERSION);
     printf("%s\n", cpu->ops->describe(cpu));
+    printf("video: %s\n", stem_video_write_available() ? "read and write (FFmpeg)" : "no (built without FFmpeg)");
     stem_backend *cuda = NULL;
     if (stem_backend_open("cuda", &cuda) == STEM_OK) {
         printf("%s\n", cuda->ops->describe(cuda));
