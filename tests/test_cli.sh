@@ -104,6 +104,13 @@ expect_fail_dir "invert: zero width" "--width" "$tmp/o7" "$STEM" invert --width 
 expect_fail_dir "invert: incomplete model folder" "$tmp/empty" "$tmp/o8" "$STEM" invert --model "$tmp/empty" --out "$tmp/o8" --quiet
 expect_fail_dir "invert: output exists" "already exists" "$tmp/inv-none" "$STEM" invert --out "$tmp/inv" --quiet
 expect_fail_dir "invert: prompt needed for own frames" "--prompt is required" "$tmp/o9" "$STEM" invert --frames "$tmp/inv/frames/input" --out "$tmp/o9"
+expect_fail_dir "invert: video scope over the memory limit" "over the 1 MiB memory limit" "$tmp/o11" "$STEM" invert --mem-limit 1M --out "$tmp/o11" --quiet
+if "$STEM" invert --steps 2 --bases 8 --em-scope chunk --batch-size 2 --mem-limit 3M --out "$tmp/sliced" 2>"$tmp/sliced.log" >/dev/null &&
+    grep -q "frames per UNet evaluation" "$tmp/sliced.log" && [ -s "$tmp/sliced/manifest.json" ]; then
+    ok "invert: --mem-limit slices chunk-scope UNet evaluations"
+else
+    bad "invert --mem-limit slicing: $(cat "$tmp/sliced.log")"
+fi
 expect_fail_dir "invert: f16 on cpu" "needs --backend cuda" "$tmp/o10" "$STEM" invert --dtype f16 --out "$tmp/o10"
 
 echo "$passed passed, $failed failed"

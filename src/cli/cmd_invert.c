@@ -26,6 +26,7 @@
 typedef struct invert_args {
     const char *model, *frames, *prompt, *out, *config, *backend;
     int n_frames, width, height, threads, fps;
+    size_t mem_limit; /* bytes of UNet activations; 0 = default */
     stem_dtype dtype;
     stem_invert_options inv;
     stem_quantize quantize;
@@ -65,6 +66,10 @@ static void usage(FILE *out) {
             "  --out DIR              output folder (default: stem-invert-out)\n"
             "  --backend cpu|cuda     (default cpu)   --dtype f32|f16 (default f32; f16 on cuda only)\n"
             "  --threads N            CPU threads (default: all cores)\n"
+            "  --mem-limit SIZE       memory for UNet activations, e.g. 8G (default: 70%% of available RAM);\n"
+            "                         --attention frame and --em-scope chunk evaluate fewer frames at a time\n"
+            "                         to fit it; --em-scope video needs all frames at once and stops early\n"
+            "                         with a clear message when they do not fit\n"
             "  --resume               continue an interrupted run from its last completed step\n"
             "  --force                replace an existing output folder\n"
             "  --quantize round|truncate   8-bit output rounding (default round; the original truncates)\n"
@@ -96,6 +101,35 @@ static int parse_int_flag(const char *flag, const char *v, int lo, int hi, int *
     }
     *out = (int)x;
     return 0;
+}
+
+/* "8G", "512M", "1.5G", "100000000" -> bytes. */
+static int parse_size_flag(const char *flag, const char *v, size_t *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    double unit = 1;
+    if (*end == 'K' || *end == 'k') unit = 1024.0, end++;
+    else if (*end == 'M' || *end == 'm') unit = 1024.0 * 1024, end++;
+    else if (*end == 'G' || *end == 'g') unit = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (errno || end == v || *end || x <= 0) {
+        fprintf(stderr, "stem invert: %s must be a size such as 8G or 512M, not '%s'\n", flag, v);
+        return 2;
+    }
+    *out = (size_t)(x * unit);
+    return 0;
+}
+
+/* 70 % of the memory the kernel says is available now (MemAvailable). */
+static size_t default_mem_limit(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "MemAvailable:", 13)) kib = (size_t)strtoull(line + 13, NULL, 10);
+    if (f) fclose(f);
+    return kib ? kib / 10 * 7 * 1024 : (size_t)8 << 30;
 }
 
 static void note_to_stderr(void *user, const char *message) {
@@ -213,6 +247,8 @@ static int parse_args(int argc, char **argv, invert_args *a) {
             rc = parse_int_flag(f, v, 0, 1000, &r);
             a->inv.sa.em.iters = r;
         } else if (!strcmp(f, "--threads")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 1, 1024, &a->threads); }
+        else if (!strcmp(f, "--fps")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 1, 240, &a->fps); }
+        else if (!strcmp(f, "--mem-limit")) { TAKES_VALUE(); rc = parse_size_flag(f, v, &a->mem_limit); }
         else if (!strcmp(f, "--backend")) { TAKES_VALUE(); a->backend = v; flag_set[10] = true; }
         else if (!strcmp(f, "--dtype")) {
             TAKES_VALUE();
@@ -365,6 +401,7 @@ static json_object *options_json(const invert_args *a, const stem_frames *fr) {
     json_object_object_add(o, "seed", json_object_new_uint64(a->inv.sa.em.seed));
     json_object_object_add(o, "backend", json_object_new_string(a->backend));
     json_object_object_add(o, "dtype", json_object_new_string(a->dtype == STEM_F16 ? "f16" : "f32"));
+    json_object_object_add(o, "frames_per_unet_evaluation", json_object_new_int64(a->inv.unet_frames));
     json_object_object_add(o, "quantize", json_object_new_string(a->quantize == STEM_QUANTIZE_ROUND ? "round" : "truncate"));
     if (a->config) json_object_object_add(o, "config", json_object_new_string(a->config));
     return o;
@@ -472,6 +509,25 @@ int cmd_invert(int argc, char **argv) {
     if ((s = stem_pipeline_encode_prompt(&p, a.prompt, &context, &truncated)) != STEM_OK) goto fail;
     if (truncated) fprintf(stderr, "stem: warning: the prompt is longer than 77 tokens and was truncated\n");
 
+    /* memory budget: how many frames one UNet evaluation may take. Without --mem-limit
+     * every evaluation takes all frames unless they would not fit 70 % of the available
+     * RAM; the count is part of options.json, so --resume runs it the same way. */
+    int64_t h, w;
+    stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
+    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(), needed_all = 0;
+    a.inv.unet_frames = stem_invert_frames_for_budget(&p, &a.inv, fr.count, h, w, limit, &needed_all);
+    if (!a.mem_limit && needed_all <= limit) a.inv.unet_frames = fr.count;
+    if (a.inv.unet_frames >= fr.count && needed_all > limit) {
+        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %.0f MiB of UNet "
+                      "activations, over the %.0f MiB memory limit; raise --mem-limit, use fewer frames, "
+                      "or --em-scope chunk (the original's per-chunk bases)", stem_sa_mode_name(a.inv.sa.mode),
+                      stem_em_scope_name(a.inv.sa.scope), fr.count, needed_all / 1048576.0, limit / 1048576.0);
+        goto fail;
+    }
+    if (!a.quiet && a.inv.unet_frames < fr.count)
+        fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %.0f MiB)\n",
+                (long long)a.inv.unet_frames, limit / 1048576.0);
+
     /* output folder: everything goes to DIR.partial and is renamed when complete */
     if (a.force && !a.resume && stat(a.out, &st_out) == 0 && (s = stem_remove_tree(a.out)) != STEM_OK) goto fail;
     if ((s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
@@ -488,8 +544,8 @@ int cmd_invert(int argc, char **argv) {
     if ((s = stem_mkdirs(path)) != STEM_OK) goto fail;
 
     /* VAE encode: z0 [F, 4, h, w] */
-    int64_t h, w;
-    stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
+
+
     int64_t lshape[4] = {fr.count, p.vae.cfg.latent_channels, h, w};
     if ((s = stem_tensor_to(&fr.pixels, be, a.dtype, &pixels)) != STEM_OK ||
         (s = stem_tensor_new(be, a.dtype, 4, lshape, &z0)) != STEM_OK ||
@@ -574,6 +630,7 @@ int cmd_invert(int argc, char **argv) {
     json_object_object_add(env, "threads", json_object_new_int(stem_num_threads()));
     json_object_object_add(env, "json_c", json_object_new_string(json_c_version()));
     json_object_object_add(env, "libpng", json_object_new_string(png_get_libpng_ver(NULL)));
+    json_object_object_add(env, "mem_limit_bytes", json_object_new_uint64(limit));
     json_object_object_add(manifest, "environment", env);
     json_object *model = json_object_new_object();
     json_object_object_add(model, "path", json_object_new_string(a.model));

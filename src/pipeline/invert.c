@@ -28,6 +28,28 @@ static stem_status stem_attention_hook(void *user, const stem_attn_site *site, c
     return STEM_OK;
 }
 
+/* Frames per UNet evaluation: all, unless the attention mode lets them be split. */
+static int64_t frames_per_eval(const stem_invert_options *o, int64_t F) {
+    int64_t want = o->unet_frames > 0 && o->unet_frames < F ? o->unet_frames : F;
+    if (o->sa.mode == STEM_SA_FRAME) return want;
+    if (o->sa.scope == STEM_SCOPE_CHUNK && o->sa.batch_size > 0) {
+        int64_t chunks = want / o->sa.batch_size;
+        return chunks > 0 ? chunks * o->sa.batch_size : o->sa.batch_size;
+    }
+    return F;
+}
+
+int64_t stem_invert_frames_for_budget(const stem_pipeline *p, const stem_invert_options *o, int64_t frames,
+                                      int64_t h, int64_t w, size_t mem_bytes, size_t *needed_all) {
+    const stem_unet_config *c = stem_unet_get_config(p->unet);
+    size_t per_frame = (size_t)40 * (size_t)c->block_out_channels[0] * (size_t)(h * w) * stem_dtype_size(p->dtype);
+    *needed_all = per_frame * (size_t)frames;
+    int64_t fit = per_frame ? (int64_t)(mem_bytes / per_frame) : frames;
+    stem_invert_options tmp = *o;
+    tmp.unet_frames = fit < 1 ? 1 : fit;
+    return frames_per_eval(&tmp, frames);
+}
+
 /* The shared loop: S UNet evaluations, each followed by a DDIM update of x. */
 static stem_status run_ddim_loop(stem_pipeline *p, const stem_tensor *context, const stem_invert_options *o,
                                  stem_phase phase, int first_step, stem_tensor *x, stem_step_fn on_step, void *user) {
@@ -38,12 +60,21 @@ static stem_status run_ddim_loop(stem_pipeline *p, const stem_tensor *context, c
     stem_tensor eps = {0}, next = {0};
     stem_status s = stem_tensor_new(p->be, x->dtype, x->ndim, x->shape, &eps);
     if (s == STEM_OK) s = stem_tensor_new(p->be, x->dtype, x->ndim, x->shape, &next);
+    const int64_t F = x->shape[0], per = frames_per_eval(o, F);
     for (int i = first_step; i < o->steps && s == STEM_OK; i++) {
         /* inversion walks the timesteps upwards (1 .. 981), sampling downwards */
         int t = phase == STEM_PHASE_INVERSION ? ddim.timesteps[o->steps - 1 - i] : ddim.timesteps[i];
         float tf = (float)t;
         st.step = i;
-        s = stem_unet_forward(p->unet, p->arena, x, &tf, 1, context, &hooks, &eps);
+        /* the UNet over slices of frames (all of them unless the attention allows less) */
+        for (int64_t f0 = 0; f0 < F && s == STEM_OK; f0 += per) {
+            int64_t n = F - f0 < per ? F - f0 : per;
+            stem_tensor xs, es;
+            s = stem_tensor_narrow0(x, f0, n, &xs);
+            if (s == STEM_OK) s = stem_tensor_narrow0(&eps, f0, n, &es);
+            st.sa.em.chunk = o->sa.scope == STEM_SCOPE_CHUNK ? (uint32_t)(f0 / o->sa.batch_size) : 0;
+            if (s == STEM_OK) s = stem_unet_forward(p->unet, p->arena, &xs, &tf, 1, context, &hooks, &es);
+        }
         if (s == STEM_OK)
             s = phase == STEM_PHASE_INVERSION ? stem_ddim_invert_step(&ddim, t, x, &eps, &next)
                                               : stem_ddim_sample_step(&ddim, t, x, &eps, &next);

@@ -20,7 +20,19 @@
 typedef struct stem_invert_options {
     int steps;            /* DDIM steps S, default 50 */
     stem_sa_options sa;   /* self-attention mode, scope, EM options (seed in sa.em.seed) */
+    /* Frames per UNet evaluation; 0 = all. Only honoured where the attention allows it:
+     * any count with --attention frame, whole chunks of batch_size with scope chunk;
+     * scope video (stem, inflated) always evaluates all frames together. Results agree
+     * with all-frames evaluation to float rounding (GEMM shapes change), not bit for bit. */
+    int64_t unet_frames;
 } stem_invert_options;
+
+/* Frames per UNet evaluation that fit `mem_bytes` of activations for frames of
+ * h x w latents (estimate: ~40 x block_out_channels[0] x h x w floats per frame, above
+ * the measured arena peak of SD 1.5), rounded to what o's attention allows; also sets
+ * *needed to the estimate for all F frames in one evaluation. */
+int64_t stem_invert_frames_for_budget(const stem_pipeline *p, const stem_invert_options *o, int64_t frames,
+                                      int64_t h, int64_t w, size_t mem_bytes, size_t *needed_all);
 
 void stem_invert_options_default(stem_invert_options *o);
 

@@ -100,7 +100,7 @@ stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, cons
 
     const int64_t per = o->scope == STEM_SCOPE_CHUNK ? o->batch_size : F;
     const int64_t chunks = (F + per - 1) / per;
-    if (o->mode == STEM_SA_STEM && chunks > 4096)
+    if (o->mode == STEM_SA_STEM && o->em.chunk + chunks > 4096)
         return stem_fail(STEM_E_ARG, "self-attention: %lld chunks do not fit the 12-bit chunk counter", (long long)chunks);
     for (int64_t c = 0; c < chunks; c++) {
         int64_t f0 = c * per, count = F - f0 < per ? F - f0 : per;
@@ -113,7 +113,9 @@ stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, cons
             STEM_TRY(stem_attention_heads(&qs, &ks, &vs, (int)heads, scale, &os));
         } else {
             stem_em_options em = o->em;
-            em.chunk = o->scope == STEM_SCOPE_CHUNK ? (uint32_t)c : 0;
+            /* o->em.chunk is the index of the first chunk in q (non-zero when the caller
+             * runs the video in slices of whole chunks) */
+            em.chunk = o->scope == STEM_SCOPE_CHUNK ? o->em.chunk + (uint32_t)c : 0;
             STEM_TRY(stem_scope(&qs, &ks, &vs, heads, &em, scale, &os));
         }
     }

@@ -8,7 +8,8 @@
  * Scope: `video` = all frames in one problem (EM counter word chunk = 0); `chunk` =
  * consecutive chunks of batch_size frames (the last may be shorter), chunk index c in
  * the counter word of its EM draw (the original's per-8-frame bases). Frame mode
- * ignores the scope. */
+ * ignores the scope. With scope chunk, em.chunk is the index of q's first chunk, so a
+ * caller may process the video in slices of whole chunks (0: q starts the video). */
 #ifndef STEM_STEM_ATTENTION_H
 #define STEM_STEM_ATTENTION_H
 
@@ -21,7 +22,7 @@ typedef struct stem_sa_options {
     stem_sa_mode mode;     /* default stem */
     stem_em_scope scope;   /* default video */
     int64_t batch_size;    /* frames per chunk with scope chunk, default 8 */
-    stem_em_options em;    /* EM options; em.chunk is set per chunk */
+    stem_em_options em;    /* EM options; em.chunk = index of the first chunk in q (see above) */
 } stem_sa_options;
 
 void stem_sa_options_default(stem_sa_options *o);
