@@ -271,6 +271,21 @@ static stem_status cpu_convert(stem_backend *be, const stem_convert_params *p) {
 
 /* ---- facts ------------------------------------------------------------------------- */
 
+static stem_status cpu_memory_info(stem_backend *be, size_t *available, size_t *total) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return stem_fail(STEM_E_IO, "cpu: cannot read /proc/meminfo");
+    char line[256];
+    *available = *total = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "MemAvailable:", 13)) *available = (size_t)strtoull(line + 13, NULL, 10) * 1024;
+        else if (!strncmp(line, "MemTotal:", 9)) *total = (size_t)strtoull(line + 9, NULL, 10) * 1024;
+    }
+    fclose(f);
+    if (!*total) return stem_fail(STEM_E_IO, "cpu: /proc/meminfo has no MemTotal");
+    if (!*available) *available = *total / 2;
+    return STEM_OK;
+}
+
 static const char *cpu_describe(stem_backend *be) {
     static _Thread_local char buf[160];
     snprintf(buf, sizeof buf, "cpu: %s kernels, %d threads, OpenBLAS %s", stem_cpu_isa_name(), stem_num_threads(),
@@ -310,6 +325,7 @@ static const stem_backend_ops cpu_ops = {
     .describe = cpu_describe,
     .destroy = cpu_destroy,
     .em_block = cpu_em_block,
+    .memory_info = cpu_memory_info,
 };
 
 static stem_backend cpu_backend = {

@@ -480,6 +480,12 @@ static stem_status cuda_em_block(stem_backend *be, const stem_em_block_params *p
     return launched("em_block", stem_cuda_em_block(p, impl_of(be)->stream));
 }
 
+static stem_status cuda_memory_info(stem_backend *be, size_t *available, size_t *total) {
+    BIND(be, "memory_info");
+    CU("memory_info", cudaMemGetInfo(available, total));
+    return STEM_OK;
+}
+
 /* ---- facts and teardown ------------------------------------------------------------------------ */
 
 static const char *cuda_describe(stem_backend *be) { return impl_of(be)->desc; }
@@ -530,6 +536,7 @@ static const stem_backend_ops cuda_ops = {
     .describe = cuda_describe,
     .destroy = cuda_destroy,
     .em_block = cuda_em_block,
+    .memory_info = cuda_memory_info,
 };
 
 /* Device index from STEM_CUDA_DEVICE (default 0). */

@@ -66,7 +66,8 @@ static void usage(FILE *out) {
             "  --out DIR              output folder (default: stem-invert-out)\n"
             "  --backend cpu|cuda     (default cpu)   --dtype f32|f16 (default f32; f16 on cuda only)\n"
             "  --threads N            CPU threads (default: all cores)\n"
-            "  --mem-limit SIZE       memory for UNet activations, e.g. 8G (default: 70%% of available RAM);\n"
+            "  --mem-limit SIZE       memory for UNet activations, e.g. 8G (default: 70%% of the free RAM,\n"
+            "                         or of the free GPU memory with --backend cuda);\n"
             "                         --attention frame and --em-scope chunk evaluate fewer frames at a time\n"
             "                         to fit it; --em-scope video needs all frames at once and stops early\n"
             "                         with a clear message when they do not fit\n"
@@ -121,15 +122,12 @@ static int parse_size_flag(const char *flag, const char *v, size_t *out) {
     return 0;
 }
 
-/* 70 % of the memory the kernel says is available now (MemAvailable). */
-static size_t default_mem_limit(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    size_t kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "MemAvailable:", 13)) kib = (size_t)strtoull(line + 13, NULL, 10);
-    if (f) fclose(f);
-    return kib ? kib / 10 * 7 * 1024 : (size_t)8 << 30;
+/* 70 % of what the backend can still allocate (RAM: MemAvailable; GPU: cudaMemGetInfo). */
+static size_t default_mem_limit(stem_backend *be) {
+    size_t available = 0, total = 0;
+    if (be->ops->memory_info && be->ops->memory_info(be, &available, &total) == STEM_OK && available)
+        return available / 10 * 7;
+    return (size_t)8 << 30;
 }
 
 static void note_to_stderr(void *user, const char *message) {
@@ -514,7 +512,7 @@ int cmd_invert(int argc, char **argv) {
      * RAM; the count is part of options.json, so --resume runs it the same way. */
     int64_t h, w;
     stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
-    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(), needed_all = 0;
+    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(be), needed_all = 0;
     a.inv.unet_frames = stem_invert_frames_for_budget(&p, &a.inv, fr.count, h, w, limit, &needed_all);
     if (!a.mem_limit && needed_all <= limit) a.inv.unet_frames = fr.count;
     if (a.inv.unet_frames >= fr.count && needed_all > limit) {

@@ -283,6 +283,9 @@ typedef struct stem_backend_ops {
     void (*destroy)(stem_backend *be);
     /* algorithm ops (front ends in src/stem): EM statistics of one token block */
     stem_status (*em_block)(stem_backend *be, const stem_em_block_params *p);
+    /* memory the backend can still allocate, and its total: MemAvailable/MemTotal for
+     * the CPU, cudaMemGetInfo for CUDA (sizes memory budgets such as --mem-limit) */
+    stem_status (*memory_info)(stem_backend *be, size_t *available, size_t *total);
 } stem_backend_ops;
 
 typedef enum stem_backend_kind { STEM_BACKEND_CPU, STEM_BACKEND_CUDA } stem_backend_kind;
