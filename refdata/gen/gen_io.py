@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -39,27 +40,14 @@ from PIL import Image
 from safetensors.numpy import load_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_ops import write_safetensors  # noqa: E402  (the one byte-reproducible writer)
+
 
 def save_file(tensors, path, metadata):
-    """A byte-reproducible safetensors file: metadata and tensors in sorted name order
-    (safetensors' own writer orders metadata by hash, so runs would differ), header
-    padded to 8 bytes. Checked by reading it back with the official loader."""
-    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8"}
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, off = [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": dtypes[a.dtype], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+    """gen_ops' byte-reproducible writer, checked by reading the file back with the
+    official loader."""
+    write_safetensors(path, tensors, metadata)
     back = load_file(path)
     assert sorted(back) == sorted(tensors) and all(np.array_equal(back[k], tensors[k]) for k in tensors), path
 

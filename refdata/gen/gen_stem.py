@@ -64,24 +64,7 @@ EM_TOL = (1e-3, 1e-3)
 DDIM_TOL = (1e-5, 1e-5)
 
 
-def write_safetensors(path, tensors, metadata):
-    """Byte-reproducible safetensors (sorted header and data, header padded to 8)."""
-    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, off = [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": dtypes[a.dtype], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+from gen_ops import write_safetensors  # noqa: E402  (the one byte-reproducible writer)
 
 
 class Gen:
