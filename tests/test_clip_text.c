@@ -1,7 +1,8 @@
 /* The CLIP text encoder against transformers 4.33.3 (refdata/golden/text_encoder,
  * made by refdata/gen/gen_text_vae.py from the tiny models): CPU f32 at the golden's
  * tolerance (rtol = atol = 1e-4; PyTorch f32 passes at < 1% of it), the causal-prefix
- * property, loading errors that name the component, tensor and shapes, and CUDA parity
+ * property, weights saved by transformers >= 5 (no "text_model." prefix), loading errors
+ * that name the component, tensor and shapes, and CUDA parity
  * (f32 at 1e-4, f16 at 3e-2; skipped without a GPU). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* mkdtemp, nftw, open_memstream, symlink */
@@ -143,6 +144,43 @@ static void edit_weights(stem_tensor_map *m, void *ctx) {
     }
 }
 
+/* transformers >= 5 saves CLIPTextModel without the "text_model." prefix: rename. */
+static void strip_text_model_prefix(stem_tensor_map *m, void *ctx) {
+    (void)ctx;
+    stem_tensor_map out;
+    stem_tensor_map_init(&out);
+    for (int i = 0; i < m->count; i++) {
+        const char *name = m->items[i].name;
+        if (!strncmp(name, "text_model.", 11)) name += 11;
+        stem_tensor v = m->items[i].tensor;
+        v.owned = false; /* views of the source file */
+        stem_tensor_map_put(&out, name, v);
+    }
+    stem_tensor_map_free(m);
+    *m = out;
+}
+
+static void unprefixed_names(void **state) {
+    (void)state;
+    golden g;
+    load_golden("tiny-sd1", &g);
+    char dir[1024], comp[1100];
+    tm_mkdtemp(dir, sizeof dir, "clip5");
+    snprintf(comp, sizeof comp, "%s/text_encoder", dir);
+    tm_copy_component(tm_model_path("tiny-sd1", "text_encoder"), comp, "model.safetensors", NULL,
+                      strip_text_model_prefix, NULL);
+    stem_clip_text m;
+    stem_status s = stem_clip_text_load(comp, stem_cpu_backend(), STEM_F32, &m);
+    tm_rm_tree(dir);
+    if (s != STEM_OK) fail_msg("%s", stem_last_error());
+    stem_tensor out;
+    run(&m, g.ids, &out);
+    assert_int_equal(tm_compare("unprefixed names", &out, g.want, g.rtol, g.atol), 0);
+    stem_tensor_free(&out);
+    stem_clip_text_free(&m);
+    stem_tensor_map_free(&g.file);
+}
+
 static stem_status load_edited(const edit *e, stem_clip_text *m) {
     char dir[1024], comp[1100];
     tm_mkdtemp(dir, sizeof dir, "clip");
@@ -184,6 +222,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_prestate(golden_cpu, "tiny-sd1"),
         cmocka_unit_test_prestate(golden_cpu, "tiny-sd2"),
         cmocka_unit_test(error_cases),
+        cmocka_unit_test(unprefixed_names),
         cmocka_unit_test_prestate(cuda_parity, "tiny-sd1"),
         cmocka_unit_test_prestate(cuda_parity, "tiny-sd2"),
     };

@@ -46,9 +46,21 @@ stem_status stem_clip_text_parse_config(const stem_config *c, stem_clip_text_con
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-/* A view of the placed tensor: stem_weights_get's pointer is only valid until the next get. */
-static stem_status get_view(stem_weights *w, const char *name, int ndim, const int64_t *shape, stem_tensor *out) {
+/* transformers < 5 saves CLIPTextModel's tensors as "text_model.embeddings...",
+ * transformers >= 5 as "embeddings..."; both load. Set once per load. */
+static const char *name_prefix(stem_weights *w) {
+    if (!stem_weights_has(w, "text_model.embeddings.token_embedding.weight") &&
+        stem_weights_has(w, "embeddings.token_embedding.weight"))
+        return "";
+    return "text_model.";
+}
+
+/* A view of the placed tensor `prefix` + leaf (prefix: name_prefix);
+ * stem_weights_get's pointer is only valid until the next get. */
+static stem_status get_view(stem_weights *w, const char *leaf, int ndim, const int64_t *shape, stem_tensor *out) {
     const stem_tensor *t;
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", name_prefix(w), leaf);
     STEM_TRY(stem_weights_get(w, name, ndim, shape, &t));
     *out = *t;
     out->owned = false;
@@ -69,7 +81,7 @@ static stem_status load_layer(stem_clip_text *m, int i) {
     stem_clip_layer *L = &m->layer[i];
     int64_t C = m->cfg.hidden, I = m->cfg.intermediate;
     char p[160], n[224];
-    snprintf(p, sizeof p, "text_model.encoder.layers.%d.", i);
+    snprintf(p, sizeof p, "encoder.layers.%d.", i);
 #define W2(field, name, r, c) (snprintf(n, sizeof n, "%s%s", p, name), get2(w, n, r, c, &L->field))
 #define W1(field, name, len) (snprintf(n, sizeof n, "%s%s", p, name), get1(w, n, len, &L->field))
     STEM_TRY(W1(ln1_w, "layer_norm1.weight", C));
@@ -97,18 +109,20 @@ static stem_status load_all(stem_clip_text *m) {
     stem_weights *w = &m->weights;
     const stem_clip_text_config *cfg = &m->cfg;
     m->params = stem_weights_param_count(w);
-    STEM_TRY(get2(w, "text_model.embeddings.token_embedding.weight", cfg->vocab, cfg->hidden, &m->tok_emb));
-    STEM_TRY(get2(w, "text_model.embeddings.position_embedding.weight", cfg->max_positions, cfg->hidden, &m->pos_emb));
+    STEM_TRY(get2(w, "embeddings.token_embedding.weight", cfg->vocab, cfg->hidden, &m->tok_emb));
+    STEM_TRY(get2(w, "embeddings.position_embedding.weight", cfg->max_positions, cfg->hidden, &m->pos_emb));
     /* a buffer that older transformers versions saved; not a parameter */
     const stem_tensor *pos_ids;
     int64_t pos_shape[2] = {1, cfg->max_positions};
-    STEM_TRY(stem_weights_get_optional(w, "text_model.embeddings.position_ids", 2, pos_shape, &pos_ids));
+    char pos_ids_name[64];
+    snprintf(pos_ids_name, sizeof pos_ids_name, "%sembeddings.position_ids", name_prefix(w));
+    STEM_TRY(stem_weights_get_optional(w, pos_ids_name, 2, pos_shape, &pos_ids));
     if (pos_ids) m->params -= stem_numel(pos_ids);
     m->layer = calloc((size_t)cfg->layers, sizeof *m->layer);
     if (!m->layer) return stem_fail(STEM_E_NOMEM, "out of memory");
     for (int i = 0; i < cfg->layers; i++) STEM_TRY(load_layer(m, i));
-    STEM_TRY(get1(w, "text_model.final_layer_norm.weight", cfg->hidden, &m->final_ln_w));
-    STEM_TRY(get1(w, "text_model.final_layer_norm.bias", cfg->hidden, &m->final_ln_b));
+    STEM_TRY(get1(w, "final_layer_norm.weight", cfg->hidden, &m->final_ln_w));
+    STEM_TRY(get1(w, "final_layer_norm.bias", cfg->hidden, &m->final_ln_b));
     STEM_TRY(stem_weights_finish(w));
     return stem_arena_create(m->be, 8u << 20, &m->arena);
 }

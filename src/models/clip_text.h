@@ -62,7 +62,8 @@ stem_status stem_clip_text_parse_config(const stem_config *c, stem_clip_text_con
 /* Loads dir/config.json and dir's weights (model.safetensors, fp16 variants,
  * shards) onto `be` in `dtype` (weights are converted, e.g. fp16 -> f32). Every
  * tensor is checked by name and shape; tensors the config does not use are an error
- * (text_model.embeddings.position_ids, a buffer, is allowed). */
+ * (text_model.embeddings.position_ids, a buffer, is allowed). Names with or without the
+ * "text_model." prefix (transformers < 5 / >= 5) load. */
 stem_status stem_clip_text_load(const char *dir, stem_backend *be, stem_dtype dtype, stem_clip_text *m);
 
 /* The same from an opened weight set with transformers' names (e.g. a single-file
