@@ -52,7 +52,10 @@ run() { # name seconds command...: log to $logs/name.log, note pass/fail
 for t in test_cuda_parity test_em test_unet test_clip_text test_vae test_invert; do
     [ -x "$root/tests/$t" ] && run "$t" 120 "$root/tests/$t"
 done
-grep -h -E "^\[  (PASSED|FAILED)  \] [0-9]+ test|^\[  FAILED  \] |SKIPPED|max (abs|rel)" "$logs"/test_*.log | head -60 | tee -a "$summary"
+for f in "$logs"/test_*.log; do
+    note "== $(basename "$f" .log): $(grep -E '^\[  PASSED  \] [0-9]+' "$f" | tr -s ' ') $(grep -E ' SKIPPED TEST' "$f" | tr -s ' ')"
+    grep -E '^\[  FAILED  \] [^0-9]|^\[  ERROR   \]' "$f" | head -20 | tee -a "$summary"
+done
 
 # 2. the bundled default on cpu / cuda f32 / cuda f16, compared
 inv=/tmp/stem-gpu/inv
