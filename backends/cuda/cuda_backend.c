@@ -30,6 +30,9 @@
 /* Scratch budgets: conv2d's im2col block and argmax_cos's similarity block are
  * chunked to stay within these (they only bound the chunk size, not correctness;
  * tests may define smaller ones to exercise the chunking). */
+#ifndef ATTENTION_SCORES_BYTES /* scores of the wide-head attention path, per chunk */
+#define ATTENTION_SCORES_BYTES ((size_t)256 << 20)
+#endif
 #ifndef CONV_WORKSPACE_BYTES
 #define CONV_WORKSPACE_BYTES ((size_t)256 << 20)
 #endif
@@ -375,12 +378,53 @@ static stem_status cuda_timestep_embedding(stem_backend *be, const stem_timestep
     return launched("timestep_embedding", stem_cuda_timestep_embedding(p, impl_of(be)->stream));
 }
 
+/* Heads wider than the fused kernel takes (the VAE's one 512-wide head): per (outer,
+ * head) and per chunk of queries, S = scale q k^T in f32 (cuBLAS), a row softmax in
+ * f32, P in the dtype, out = P v (cuBLAS). Holds chunk x nk scores (at most
+ * ATTENTION_SCORES_BYTES), never nq x nk. */
+static stem_status attention_by_gemm(cuda_impl *im, const stem_attention_params *p) {
+    const size_t es = stem_dtype_size(p->dtype);
+    const bool f16 = p->dtype == STEM_F16;
+    const size_t row_bytes = (size_t)p->nk * (sizeof(float) + (f16 ? es : 0)); /* S row (+ P row) */
+    int64_t chunk = (int64_t)(ATTENTION_SCORES_BYTES / row_bytes);
+    if (chunk < 1) chunk = 1;
+    if (chunk > p->nq) chunk = p->nq;
+    void *ws;
+    STEM_TRY(ws_reserve(im, (size_t)chunk * row_bytes, "attention", &ws));
+    float *scores = ws;                                                    /* [chunk, nk] f32 */
+    void *probs = f16 ? (void *)((char *)ws + (size_t)chunk * p->nk * sizeof(float)) : ws; /* [chunk, nk] */
+    const cudaDataType t = cuda_type(p->dtype);
+    for (int64_t o = 0; o < p->outer; o++)
+        for (int64_t h = 0; h < p->heads; h++)
+            for (int64_t q0 = 0; q0 < p->nq; q0 += chunk) {
+                int64_t rows = p->nq - q0 < chunk ? p->nq - q0 : chunk;
+                const char *q = (const char *)p->q.ptr + (size_t)(o * p->q.outer_stride + h * p->q.head_stride + q0 * p->q.row_stride) * es;
+                const char *k = (const char *)p->k.ptr + (size_t)(o * p->k.outer_stride + h * p->k.head_stride) * es;
+                const char *v = (const char *)p->v.ptr + (size_t)(o * p->v.outer_stride + h * p->v.head_stride) * es;
+                char *out = (char *)p->out + (size_t)(o * p->out_outer_stride + h * p->out_head_stride + q0 * p->out_row_stride) * es;
+                STEM_TRY(gemm_rowmajor(im, "attention", t, CUDA_R_32F, false, true, rows, p->nk, p->d, 1, p->scale, 0.f,
+                                       q, p->q.row_stride, 0, k, p->k.row_stride, 0, scores, p->nk, 0));
+                stem_softmax_params sp = {.dtype = STEM_F32, .rows = rows, .cols = p->nk, .scale = 1.f, .x = scores, .y = scores};
+                STEM_TRY(launched("attention", stem_cuda_softmax(&sp, im->stream)));
+                if (f16) {
+                    stem_convert_params cp = {.n = rows * p->nk, .src_dtype = STEM_F32, .dst_dtype = STEM_F16,
+                                              .src = scores, .dst = probs};
+                    STEM_TRY(launched("attention", stem_cuda_convert(&cp, im->stream)));
+                }
+                STEM_TRY(gemm_rowmajor(im, "attention", t, t, false, false, rows, p->dv, p->nk, 1, 1.f, 0.f, probs, p->nk, 0,
+                                       v, p->v.row_stride, 0, out, p->out_row_stride, 0));
+            }
+    return STEM_OK;
+}
+
 static stem_status cuda_attention(stem_backend *be, const stem_attention_params *p) {
     STEM_TRY(need_float("attention", p->dtype));
-    if (p->d < 1 || p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv < 1 || p->dv > STEM_CUDA_ATTENTION_MAX_D)
-        return stem_fail(STEM_E_UNSUPPORTED, "cuda: attention: head widths d=%lld dv=%lld (the CUDA kernel takes 1..%d)",
-                         (long long)p->d, (long long)p->dv, STEM_CUDA_ATTENTION_MAX_D);
+    if (p->d < 1 || p->dv < 1)
+        return stem_fail(STEM_E_SHAPE, "cuda: attention: head widths d=%lld dv=%lld", (long long)p->d, (long long)p->dv);
     BIND(be, "attention");
+    if (p->outer == 0 || p->heads == 0 || p->nq == 0) return STEM_OK;
+    if (p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv > STEM_CUDA_ATTENTION_MAX_D)
+        return attention_by_gemm(impl_of(be), p);
     return launched("attention", stem_cuda_attention(p, impl_of(be)->stream));
 }
 

@@ -93,7 +93,7 @@ mean_std_partial_kernel(int64_t n, int64_t inner, int64_t col_tiles, int64_t spl
  * 0 when n == 1. Grid-stride over outer*inner. */
 template <typename T>
 __global__ void mean_std_final_kernel(int64_t outer, int64_t n, int64_t inner, int64_t splits, const float *part_n,
-                                      const float *part_mean, const float *part_m2, T *mean, T *std) {
+                                      const float *part_mean, const float *part_m2, T *mean, T *std) { /* T: out dtype */
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < outer * inner;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t o = i / inner, col = i - o * inner;
@@ -203,8 +203,12 @@ extern "C" cudaError_t stem_cuda_mean_std(const stem_mean_std_params *p, void *w
     do {                                                                                                     \
         mean_std_partial_kernel<T><<<grid, block, 0, st>>>(p->n, p->inner, pl.col_tiles, pl.splits,          \
                                                            pl.rows_per_split, (const T *)p->x, pn, pm, pm2); \
-        mean_std_final_kernel<T><<<grid_for(p->outer * p->inner, 256), 256, 0, st>>>(                        \
-            p->outer, p->n, p->inner, pl.splits, pn, pm, pm2, (T *)p->mean, (T *)p->std);                    \
+        if (p->out_dtype == STEM_F32)                                                                        \
+            mean_std_final_kernel<float><<<grid_for(p->outer * p->inner, 256), 256, 0, st>>>(                \
+                p->outer, p->n, p->inner, pl.splits, pn, pm, pm2, (float *)p->mean, (float *)p->std);        \
+        else                                                                                                 \
+            mean_std_final_kernel<T><<<grid_for(p->outer * p->inner, 256), 256, 0, st>>>(                    \
+                p->outer, p->n, p->inner, pl.splits, pn, pm, pm2, (T *)p->mean, (T *)p->std);                \
     } while (0)
     STEM_CUDA_DISPATCH_FLOAT(p->dtype, LAUNCH);
 #undef LAUNCH

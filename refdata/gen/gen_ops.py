@@ -677,6 +677,7 @@ def gen_attention(g):
     case("d64_cross_nq30_nk77", (2, 30, 64), 77)
     case("d80_stem_bases_256", (1, 2, 20, 80), 256)
     case("d160_nq16_nk9", (3, 16, 160), 9)
+    case("d512_vae_wide_head", (2, 70, 512), 70)  # the VAE mid-block attention: one 512-wide head
     case("odd_d13_dv7", (2, 5, 13), 11, dv=7)
     case("scale_0.5", (2, 6, 16), 10, scale=0.5)
     case("large_scores", (1, 12, 64), 40, qk_scale=4.0)

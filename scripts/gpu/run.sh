@@ -9,6 +9,7 @@
 #   3. bench/invert_torch.py: a 16-frame 512x512 inversion + reconstruction with the
 #      full-size SD 1.5 configuration (random weights) in f16, stem vs the Python
 #      reference pipeline on the same GPU;
+#   3b. bench/unet_torch.py: the SD 1.5 UNet forward alone, batch 16 at 64x64, f16;
 #   4. bench/ops on cuda in f32 and f16;
 #   5. compute-sanitizer memcheck on a short tiny inversion, when the tool is there.
 # The device tool brings back at most 8 files: logs go to one tarball ($OUT/logs.tgz),
@@ -75,6 +76,12 @@ run bench_invert_sd15_f16 300 python3 bench/invert_torch.py --stem "$root/bin/st
     --threads 16 --wait-quiet 0 --case sd15:16:512:10:2 --work /tmp/stem-fullsize
 grep -h '^{' "$logs/bench_invert_sd15_f16.log" >"$out/bench_invert.jsonl"
 grep -v '^{' "$logs/bench_invert_sd15_f16.log" | tail -15 | tee -a "$summary"
+
+# 3b. the UNet forward alone (SD 1.5, 16 latents of 64x64 = 16 frames of 512x512), stem vs PyTorch
+run bench_unet_sd15_f16 120 python3 bench/unet_torch.py --stem-bin "$root/bench/unet" --device cuda --dtype f16 \
+    --sizes 64 --batch 16 --reps 5 --threads 16 --work /tmp/stem-fullsize
+grep -h '^{' "$logs/bench_unet_sd15_f16.log" >"$out/bench_unet.jsonl"
+grep -h unet_ratio "$logs/bench_unet_sd15_f16.log" | tee -a "$summary"
 
 # 4. op benchmarks on the GPU
 run bench_ops_f32 60 "$root/bench/ops" --backend cuda --dtype f32 --quick

@@ -197,9 +197,10 @@ typedef struct stem_argmax_cos_params {
 } stem_argmax_cos_params;
 
 /* Over x viewed as [outer, n, inner]: mean and unbiased (n-1) std along n, both
- * [outer, inner]. n == 1 gives std 0 (torch gives nan; see SPEC edge cases). */
+ * [outer, inner]. n == 1 gives std 0 (torch gives nan; see SPEC edge cases).
+ * mean/std are in out_dtype: x's dtype, or f32 (f16 input, statistics kept in f32). */
 typedef struct stem_mean_std_params {
-    stem_dtype dtype;
+    stem_dtype dtype, out_dtype;
     int64_t outer, n, inner;
     const void *x;
     void *mean, *std; /* std may be NULL */

@@ -1,6 +1,7 @@
 #include "core/golden.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,21 @@ void stem_golden_free(stem_golden *g) {
     stem_tensor_map_free(&g->file);
     free(g->path);
     memset(g, 0, sizeof *g);
+}
+
+stem_status stem_golden_round_inputs(stem_golden *g, stem_dtype dt) {
+    for (int i = 0; i < g->inputs.count; i++) {
+        stem_tensor *in = &g->inputs.items[i].tensor;
+        bool is_float = in->dtype == STEM_F32 || in->dtype == STEM_F16 || in->dtype == STEM_BF16;
+        if (!is_float || in->dtype == dt) continue;
+        stem_tensor low, back;
+        STEM_TRY(stem_tensor_to(in, stem_cpu_backend(), dt, &low));
+        stem_status s = stem_tensor_to(&low, stem_cpu_backend(), in->dtype, &back);
+        stem_tensor_free(&low);
+        STEM_TRY(s);
+        STEM_TRY(stem_tensor_map_put(&g->inputs, g->inputs.items[i].name, back)); /* owned now */
+    }
+    return STEM_OK;
 }
 
 stem_status stem_golden_run(const stem_golden *g, stem_backend *be, stem_dtype dt, stem_tensor_map *outputs) {

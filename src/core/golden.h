@@ -25,6 +25,11 @@ typedef struct stem_compare {
 
 stem_status stem_golden_load(const char *path, stem_golden *g);
 void stem_golden_free(stem_golden *g);
+/* Rounds every floating-point input to `dt` and back (f16: 11 significant bits), in
+ * place, so that a float32 run sees exactly the inputs an f16 run gets: the CUDA f16
+ * parity test compares kernels, not the rounding of the inputs (softmax of values
+ * near 1e4, whose f16 spacing is 8, would otherwise differ by design). */
+stem_status stem_golden_round_inputs(stem_golden *g, stem_dtype dt);
 /* Runs the golden's op on `be` in `dt`; outputs come back as host tensors. */
 stem_status stem_golden_run(const stem_golden *g, stem_backend *be, stem_dtype dt, stem_tensor_map *outputs);
 

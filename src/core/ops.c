@@ -526,9 +526,16 @@ stem_status stem_argmax_cos(const stem_tensor *a, const stem_tensor *ref, stem_t
 }
 
 stem_status stem_mean_std(const stem_tensor *x, int axis, stem_tensor *mean, stem_tensor *std) {
-    const stem_tensor *ts[] = {mean, std};
-    const char *names[] = {"x", "mean", "std"};
-    STEM_TRY(check_operands("mean_std", x, 2, ts, names));
+    const char *names[] = {"x"};
+    STEM_TRY(check_operands("mean_std", x, 0, NULL, names));
+    /* mean and std: x's dtype, or f32 (statistics of f16 data without rounding them) */
+    stem_dtype out = mean->dtype == STEM_F32 ? STEM_F32 : x->dtype;
+    STEM_TRY(check_same_backend("mean_std", x, mean));
+    STEM_TRY(check_dtype("mean_std", "mean", mean, out));
+    if (std) {
+        STEM_TRY(check_same_backend("mean_std", x, std));
+        STEM_TRY(check_dtype("mean_std", "std", std, out));
+    }
     if (axis < 0) axis += x->ndim;
     if (axis < 0 || axis >= x->ndim) return stem_fail(STEM_E_ARG, "mean_std: axis is outside a %d-D tensor", x->ndim);
     int64_t want[STEM_MAX_DIMS];
@@ -538,7 +545,7 @@ stem_status stem_mean_std(const stem_tensor *x, int axis, stem_tensor *mean, ste
     STEM_TRY(expect_shape("mean_std", "mean", mean, nd, want));
     if (std) STEM_TRY(expect_shape("mean_std", "std", std, nd, want));
     if (x->shape[axis] == 0) return stem_fail(STEM_E_SHAPE, "mean_std: axis %d is empty", axis);
-    stem_mean_std_params p = {.dtype = x->dtype, .outer = prod(x->shape, 0, axis), .n = x->shape[axis],
+    stem_mean_std_params p = {.dtype = x->dtype, .out_dtype = mean->dtype, .outer = prod(x->shape, 0, axis), .n = x->shape[axis],
                               .inner = prod(x->shape, axis + 1, x->ndim), .x = x->data, .mean = mean->data,
                               .std = std ? std->data : NULL};
     if (stem_numel(mean) == 0) return STEM_OK;

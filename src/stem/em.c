@@ -69,26 +69,26 @@ static stem_status check_finite_stats(const stem_tensor *stats, int64_t d, const
 /* ---- the EM ------------------------------------------------------------------------- */
 
 typedef struct em_work {
-    stem_tensor mean, std;  /* k's per-channel statistics, [H, d] (k's dtype) */
-    stem_tensor vmean;      /* v's per-channel mean, [H, d]: only to find non-finite values */
+    stem_tensor mean, std;  /* k's per-channel statistics, f32 [H, d] (also for f16 k) */
+    stem_tensor vmean;      /* v's per-channel mean, f32 [H, d]: only to find non-finite values */
     stem_tensor mu;         /* current bases, f32 [H, M, d] */
     stem_tensor zk, zv;     /* sum_n z_nj k_n and sum_n z_nj v_n, f32 [H, M, d] */
     stem_tensor zsum;       /* sum_n z_nj, f32 [H, M]; after finishing: sum + 1e-4, [H, M, 1] */
     stem_tensor vb;         /* V_base in f32 [H, M, d] */
-    stem_tensor tmp_a, tmp_b; /* f32 copies of mean/std for the initial draw, [H, 1, d] */
 } em_work;
 
 static void em_work_free(em_work *w) {
-    stem_tensor *all[] = {&w->mean, &w->std, &w->vmean, &w->mu, &w->zk, &w->zv, &w->zsum, &w->vb, &w->tmp_a, &w->tmp_b};
+    stem_tensor *all[] = {&w->mean, &w->std, &w->vmean, &w->mu, &w->zk, &w->zv, &w->zsum, &w->vb};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) stem_tensor_free(all[i]);
 }
 
-/* Per-channel mean (and unbiased std) of a heads view over its n tokens, as [H, d]. */
+/* Per-channel mean (and unbiased std) of a heads view over its n tokens, as f32 [H, d]
+ * (f32 also for f16 k: the initial bases are not rounded to f16). */
 static stem_status channel_stats(const stem_heads_view *x, stem_tensor *mean, stem_tensor *std) {
     stem_backend *be = x->t->backend;
     int64_t hd[2] = {x->heads, x->d};
-    STEM_TRY(stem_tensor_new(be, x->t->dtype, 2, hd, mean));
-    if (std) STEM_TRY(stem_tensor_new(be, x->t->dtype, 2, hd, std));
+    STEM_TRY(stem_tensor_new(be, STEM_F32, 2, hd, mean));
+    if (std) STEM_TRY(stem_tensor_new(be, STEM_F32, 2, hd, std));
     stem_tensor view;
     if (x->layout == STEM_HEADS_MAJOR) { /* [H, n, d] over axis 1 -> [H, d] */
         return stem_mean_std(x->t, 1, mean, std);
@@ -105,7 +105,6 @@ static stem_status channel_stats(const stem_heads_view *x, stem_tensor *mean, st
 /* mu[H, M, d] = mean + std * N(0, 1), the normals of SPEC §6: head h draws its M x d
  * block with counter (block index, h, layer, w3). */
 static stem_status draw_initial_bases(const stem_heads_view *k, const stem_em_options *o, em_work *w) {
-    stem_backend *be = k->t->backend;
     const int64_t H = k->heads, d = k->d;
     for (int64_t h = 0; h < H; h++) {
         stem_tensor head;
@@ -113,15 +112,11 @@ static stem_status draw_initial_bases(const stem_heads_view *k, const stem_em_op
         STEM_TRY(stem_philox_normal(o->seed, (uint32_t)h, o->layer, stem_em_counter_w3(o), &head));
     }
     int64_t h1d[3] = {H, 1, d};
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, h1d, &w->tmp_a));
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, h1d, &w->tmp_b));
     stem_tensor mean3, std3;
     STEM_TRY(stem_tensor_reshape(&w->mean, 3, h1d, &mean3));
     STEM_TRY(stem_tensor_reshape(&w->std, 3, h1d, &std3));
-    STEM_TRY(stem_cast(&mean3, &w->tmp_a)); /* mean, f32 */
-    STEM_TRY(stem_cast(&std3, &w->tmp_b));  /* std, f32 */
-    STEM_TRY(stem_binary(STEM_BINARY_MUL, &w->mu, &w->tmp_b, &w->mu)); /* [H, M, d] * [H, 1, d] */
-    return stem_binary(STEM_BINARY_ADD, &w->mu, &w->tmp_a, &w->mu);
+    STEM_TRY(stem_binary(STEM_BINARY_MUL, &w->mu, &std3, &w->mu)); /* [H, M, d] * [H, 1, d] */
+    return stem_binary(STEM_BINARY_ADD, &w->mu, &mean3, &w->mu);
 }
 
 /* One pass over all tokens in blocks: zk, zsum (and zv) for the current bases. */
