@@ -240,6 +240,13 @@ def worker(args):
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    device_used_peak = [0]
+
+    def sample_device_memory():  # as stem: cudaMemGetInfo's total - free (context and caches included)
+        if dev.type == "cuda":
+            free, total = torch.cuda.mem_get_info()
+            device_used_peak[0] = max(device_used_peak[0], total - free)
+
     t_start = time.perf_counter()
     # gen_invert's frame loader and schedule read its module constants
     gi.FRAMES, gi.HEIGHT, gi.WIDTH, gi.STEPS = F, args.size, args.size, S
@@ -288,6 +295,7 @@ def worker(args):
             e = models.unet(x, torch.tensor(t, dtype=torch.int64), encoder_hidden_states=cond).sample
             sync()
             evals.append(time.perf_counter() - te)
+            sample_device_memory()
             assert st.layer == len(models.attn1), (st.layer, len(models.attn1))
             st.recording = False
             return e
@@ -320,6 +328,7 @@ def worker(args):
         vae_px = models.vae.decode(z0 / models.sf).sample
         rec_px = models.vae.decode(x / models.sf).sample
         sync()
+        sample_device_memory()
         decode_s = time.perf_counter() - t0
 
     rec = x.float().cpu().numpy()
@@ -343,6 +352,7 @@ def worker(args):
     }
     if dev.type == "cuda":
         line["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        line["device_memory_peak_mb"] = device_used_peak[0] / 2 ** 20
         line["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(line), flush=True)
 
@@ -459,6 +469,7 @@ def stem_side(args, case, model_dir, F, size, S, env, tmp):
         **facts,
         "recon_psnr_db": man.get("metrics", {}).get("reconstruction_vs_input", {}).get("mean_psnr_db"),
         "backend": man["environment"]["backend"], "tool": man["tool"],
+        "device_memory_peak_mb": man["environment"].get("device_memory_peak_bytes", 0) / 2 ** 20 or None,
     }
     # every step's latents are written when the step ends: their mtimes give the step times
     # (from the second step on; the first also holds the warm-up)
@@ -569,6 +580,7 @@ def main():
                     "median_eval_s": median([ln["median_eval_s"] for ln in lines if ln.get("median_eval_s")]),
                     "total_s": median([ln["total_s"] for ln in lines]),
                     "vm_hwm_mb": max(ln["vm_hwm_mb"] for ln in lines),
+                    "device_memory_peak_mb": max((ln.get("device_memory_peak_mb") or 0) for ln in lines) or None,
                     "cpu_s": median([ln["cpu_s"] for ln in lines]),
                     "others_cpu_share": max(ln["others_cpu_share"] for ln in lines),
                     "reps": len(lines),
@@ -590,6 +602,8 @@ def main():
                 "stem_total_s": st["total_s"], "torch_total_s": t["total_s"],
                 "stem_over_torch_total": st["total_s"] / t["total_s"],
                 "stem_vm_hwm_mb": st["vm_hwm_mb"], "torch_vm_hwm_mb": t["vm_hwm_mb"],
+                "stem_device_memory_peak_mb": st["device_memory_peak_mb"],
+                "torch_device_memory_peak_mb": t["device_memory_peak_mb"],
                 "stem_cpu_s": st["cpu_s"], "torch_cpu_s": t["cpu_s"],
                 "others_cpu_share_max": max(st["others_cpu_share"], t["others_cpu_share"]),
                 "rec_z0_rel_diff": diff, "load1_end": os.getloadavg()[0],

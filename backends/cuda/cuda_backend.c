@@ -30,6 +30,9 @@
 /* Scratch budgets: conv2d's im2col block and argmax_cos's similarity block are
  * chunked to stay within these (they only bound the chunk size, not correctness;
  * tests may define smaller ones to exercise the chunking). */
+#ifndef EM_SCORES_BYTES /* em_block's per-chunk scores and f32 k/v copies */
+#define EM_SCORES_BYTES ((size_t)256 << 20)
+#endif
 #ifndef ATTENTION_SCORES_BYTES /* scores of the wide-head attention path, per chunk */
 #define ATTENTION_SCORES_BYTES ((size_t)256 << 20)
 #endif
@@ -423,7 +426,9 @@ static stem_status cuda_attention(stem_backend *be, const stem_attention_params 
         return stem_fail(STEM_E_SHAPE, "cuda: attention: head widths d=%lld dv=%lld", (long long)p->d, (long long)p->dv);
     BIND(be, "attention");
     if (p->outer == 0 || p->heads == 0 || p->nq == 0) return STEM_OK;
-    if (p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv > STEM_CUDA_ATTENTION_MAX_D)
+    /* STEM_CUDA_ATTENTION=gemm: every attention through cuBLAS (for measurements) */
+    const char *how = getenv("STEM_CUDA_ATTENTION");
+    if (p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv > STEM_CUDA_ATTENTION_MAX_D || (how && !strcmp(how, "gemm")))
         return attention_by_gemm(impl_of(be), p);
     return launched("attention", stem_cuda_attention(p, impl_of(be)->stream));
 }
@@ -513,10 +518,72 @@ static stem_status cuda_argmax_cos(stem_backend *be, const stem_argmax_cos_param
 
 /* ---- em_block: the EM statistics kernel (kernels/cuda/em.cu, its own launcher) ---------- */
 
+/* em_block as f32 GEMMs (the default; STEM_CUDA_EM=fused picks the atomic kernel of
+ * kernels/cuda/em.cu). Per chunk of the block's rows, for all heads at once (batched):
+ *   K [H, r, d] = f32(k block);  mu_hat [H, m, d] = mu / (||mu|| + eps)
+ *   Z [H, r, m] = softmax_rows(K mu_hat^T / tau)          (cuBLAS SGEMM, no TF32)
+ *   zsum [H, m] += 1^T Z;  zk [H, m, d] += Z^T K;  zv += Z^T V
+ * The chunk keeps the scores under EM_SCORES_BYTES. Same sums as the fused kernel in
+ * another order, and no atomics (run to run deterministic); exponents below -87
+ * underflow to 0 where the fused kernel cuts at -60 (both negligible, see backend.h). */
+static stem_status em_block_by_gemm(cuda_impl *im, const stem_em_block_params *p) {
+    const int64_t H = p->heads, m = p->m, d = p->d;
+    if (p->overwrite) {
+        CU("em_block", cudaMemsetAsync(p->zk, 0, (size_t)(H * m * d) * sizeof(float), im->stream));
+        CU("em_block", cudaMemsetAsync(p->zsum, 0, (size_t)(H * m) * sizeof(float), im->stream));
+        if (p->zv) CU("em_block", cudaMemsetAsync(p->zv, 0, (size_t)(H * m * d) * sizeof(float), im->stream));
+    }
+    if (p->rows <= 0 || H <= 0) return STEM_OK;
+    const int64_t per_row = H * (m + 2 * d) + 1; /* floats per row of a chunk: Z, K, V, one */
+    int64_t chunk = (int64_t)(EM_SCORES_BYTES / (sizeof(float) * (size_t)per_row));
+    if (chunk < 1) chunk = 1;
+    if (chunk > p->rows) chunk = p->rows;
+    float *ws;
+    STEM_TRY(ws_reserve(im, sizeof(float) * (size_t)(H * m * d + chunk * per_row), "em_block", (void **)&ws));
+    float *mu_hat = ws, *z = mu_hat + H * m * d, *kf = z + H * chunk * m, *vf = kf + H * chunk * d,
+          *ones = vf + H * chunk * d;
+    STEM_TRY(launched("em_block", stem_cuda_em_normalize_bases(H * m, d, p->norm_eps, p->mu, mu_hat, im->stream)));
+    STEM_TRY(launched("em_block", stem_cuda_fill_f32(chunk, 1.f, ones, im->stream)));
+    for (int64_t r0 = 0; r0 < p->rows; r0 += chunk) {
+        const int64_t r = p->rows - r0 < chunk ? p->rows - r0 : chunk;
+        const size_t es = stem_dtype_size(p->dtype);
+        stem_attn_operand k = p->k, v = p->v;
+        k.ptr = (const char *)k.ptr + (size_t)(r0 * k.row_stride) * es;
+        STEM_TRY(launched("em_block", stem_cuda_em_gather_f32(p->dtype, &k, H, r, d, kf, im->stream)));
+        if (p->zv) {
+            v.ptr = (const char *)v.ptr + (size_t)(r0 * v.row_stride) * es;
+            STEM_TRY(launched("em_block", stem_cuda_em_gather_f32(p->dtype, &v, H, r, d, vf, im->stream)));
+        }
+        /* Z = K mu_hat^T: [r, d] x [m, d]^T per head */
+        STEM_TRY(gemm_rowmajor(im, "em_block", CUDA_R_32F, CUDA_R_32F, false, true, r, m, d, H, 1.f, 0.f, kf, d, r * d,
+                               mu_hat, d, m * d, z, m, r * m));
+        stem_softmax_params sp = {.dtype = STEM_F32, .rows = H * r, .cols = m, .scale = 1.f / p->tau, .x = z, .y = z};
+        STEM_TRY(launched("em_block", stem_cuda_softmax(&sp, im->stream)));
+        /* zsum += 1^T Z: [1, r] x [r, m];  zk += Z^T K: [r, m]^T x [r, d];  zv += Z^T V */
+        STEM_TRY(gemm_rowmajor(im, "em_block", CUDA_R_32F, CUDA_R_32F, false, false, 1, m, r, H, 1.f, 1.f, ones, r, 0,
+                               z, m, r * m, p->zsum, m, m));
+        STEM_TRY(gemm_rowmajor(im, "em_block", CUDA_R_32F, CUDA_R_32F, true, false, m, d, r, H, 1.f, 1.f, z, m, r * m,
+                               kf, d, r * d, p->zk, d, m * d));
+        if (p->zv)
+            STEM_TRY(gemm_rowmajor(im, "em_block", CUDA_R_32F, CUDA_R_32F, true, false, m, d, r, H, 1.f, 1.f, z, m,
+                                   r * m, vf, d, r * d, p->zv, d, m * d));
+    }
+    return STEM_OK;
+}
+
+static bool em_fused_requested(void) {
+    const char *e = getenv("STEM_CUDA_EM");
+    return e && !strcmp(e, "fused");
+}
+
 static stem_status cuda_em_block(stem_backend *be, const stem_em_block_params *p) {
     if (p->dtype != STEM_F32 && p->dtype != STEM_F16 && p->dtype != STEM_BF16)
         return stem_fail(STEM_E_DTYPE, "cuda: em_block: dtype %s is not supported (f32, f16 or bf16)",
                          stem_dtype_name(p->dtype));
+    if (!em_fused_requested()) {
+        BIND(be, "em_block");
+        return em_block_by_gemm(impl_of(be), p);
+    }
     if (p->m > STEM_CUDA_EM_MAX_BASES || p->d > STEM_CUDA_EM_MAX_D)
         return stem_fail(STEM_E_UNSUPPORTED, "cuda: em_block: %lld bases of width %lld (the CUDA kernel takes up to %d of width %d)",
                          (long long)p->m, (long long)p->d, STEM_CUDA_EM_MAX_BASES, STEM_CUDA_EM_MAX_D);

@@ -1,5 +1,8 @@
 /* The EM statistics of one token block on the GPU (core/backend.h,
- * stem_em_block_params). Version 1: one warp per token row, kRowsPerWarp rows per warp.
+ * stem_em_block_params), and the small kernels of the cuBLAS form of the same op
+ * (backends/cuda/cuda_backend.c, em_block_by_gemm: the default).
+ *
+ * The fused kernel (STEM_CUDA_EM=fused): one warp per token row, kRowsPerWarp rows per warp.
  *   - each block first computes 1 / (||mu_j|| + eps) for its head's m bases (shared);
  *   - per row: lane l scores bases j = l, l+32, ... (<k_i, mu_j> * inv_norm_j, mu read
  *     through the read-only cache) into a shared row buffer, the warp takes the max,
@@ -112,7 +115,66 @@ cudaError_t launch(const stem_em_block_params *p, size_t smem, cudaStream_t stre
     return cudaGetLastError();
 }
 
+/* out[h, i, c] = f32(x[h*head + i*row + c]): a block of k or v as contiguous f32. */
+template <typename T>
+__global__ void gather_f32_kernel(int64_t heads, int64_t rows, int64_t d, const T *x, int64_t head, int64_t row,
+                                  float *out) {
+    const int64_t n = heads * rows * d;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t c = e % d, i = (e / d) % rows, h = e / (d * rows);
+        out[e] = to_f32(x[h * head + i * row + c]);
+    }
+}
+
+/* mu_hat[h, j, :] = mu[h, j, :] / (||mu[h, j, :]|| + eps), one warp per basis. */
+__global__ void normalize_bases_kernel(int64_t bases, int64_t d, float eps, const float *mu, float *mu_hat) {
+    int64_t j = (int64_t)blockIdx.x * (kThreads / kWarp) + threadIdx.x / kWarp;
+    int lane = threadIdx.x % kWarp;
+    if (j >= bases) return; /* uniform per warp */
+    const float *x = mu + j * d;
+    float ss = 0.f;
+    for (int64_t c = lane; c < d; c += kWarp) ss = fmaf(x[c], x[c], ss);
+    float inv = 1.f / (sqrtf(warp_sum(ss)) + eps);
+    for (int64_t c = lane; c < d; c += kWarp) mu_hat[j * d + c] = x[c] * inv;
+}
+
+__global__ void fill_kernel(int64_t n, float value, float *x) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
+        x[e] = value;
+}
+
 } // namespace
+
+extern "C" cudaError_t stem_cuda_em_gather_f32(stem_dtype dtype, const stem_attn_operand *x, int64_t heads,
+                                               int64_t rows, int64_t d, float *out, cudaStream_t stream) {
+    if (heads <= 0 || rows <= 0 || d <= 0) return cudaSuccess;
+    unsigned grid = grid_for(heads * rows * d, 256);
+#define LAUNCH(T) \
+    gather_f32_kernel<T><<<grid, 256, 0, stream>>>(heads, rows, d, (const T *)x->ptr, x->head_stride, x->row_stride, out)
+    switch (dtype) {
+    case STEM_F32: LAUNCH(float); break;
+    case STEM_F16: LAUNCH(__half); break;
+    case STEM_BF16: LAUNCH(__nv_bfloat16); break;
+    default: return cudaErrorInvalidValue;
+    }
+#undef LAUNCH
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t stem_cuda_em_normalize_bases(int64_t bases, int64_t d, float eps, const float *mu, float *mu_hat,
+                                                    cudaStream_t stream) {
+    if (bases <= 0 || d <= 0) return cudaSuccess;
+    int64_t per_block = kThreads / kWarp;
+    normalize_bases_kernel<<<(unsigned)((bases + per_block - 1) / per_block), kThreads, 0, stream>>>(bases, d, eps, mu,
+                                                                                                   mu_hat);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t stem_cuda_fill_f32(int64_t n, float value, float *x, cudaStream_t stream) {
+    if (n <= 0) return cudaSuccess;
+    fill_kernel<<<grid_for(n, 256), 256, 0, stream>>>(n, value, x);
+    return cudaGetLastError();
+}
 
 extern "C" cudaError_t stem_cuda_em_block(const stem_em_block_params *p, cudaStream_t stream) {
     if (p->m > STEM_CUDA_EM_MAX_BASES || p->d > STEM_CUDA_EM_MAX_D || p->heads > 65535) return cudaErrorInvalidValue;

@@ -19,6 +19,17 @@ extern "C" {
 
 cudaError_t stem_cuda_em_block(const stem_em_block_params *p, cudaStream_t stream);
 
+/* Pieces of the cuBLAS form (backends/cuda/cuda_backend.c):
+ * out [heads, rows, d] f32 = the operand's block (token i of head h at
+ * ptr + h*head_stride + i*row_stride, elements of `dtype`); */
+cudaError_t stem_cuda_em_gather_f32(stem_dtype dtype, const stem_attn_operand *x, int64_t heads, int64_t rows,
+                                    int64_t d, float *out, cudaStream_t stream);
+/* mu_hat [bases, d] = mu / (||mu|| + eps) row by row; */
+cudaError_t stem_cuda_em_normalize_bases(int64_t bases, int64_t d, float eps, const float *mu, float *mu_hat,
+                                         cudaStream_t stream);
+/* x[0..n) = value. */
+cudaError_t stem_cuda_fill_f32(int64_t n, float value, float *x, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -321,7 +321,19 @@ typedef struct run_state {
     const char *dir; /* the .partial output folder */
     stem_progress progress;
     double seconds[2];
+    stem_backend *be;
+    size_t device_used_peak; /* GPU: max of (total - free) over the samples, 0 on the CPU */
 } run_state;
+
+/* GPU memory in use (cudaMemGetInfo: everything on the device, CUDA context included),
+ * sampled after every step and around the VAE: the manifest reports the largest. */
+static void sample_device_memory(run_state *st) {
+    size_t available = 0, total = 0;
+    if (st->be->kind != STEM_BACKEND_CUDA || !st->be->ops->memory_info ||
+        st->be->ops->memory_info(st->be, &available, &total) != STEM_OK)
+        return;
+    if (total - available > st->device_used_peak) st->device_used_peak = total - available;
+}
 
 static void latents_path(char *buf, size_t len, const char *dir, stem_phase phase, int step, int t) {
     snprintf(buf, len, "%s/latents/%s_%03d_t%04d.safetensors", dir, phase == STEM_PHASE_INVERSION ? "inv" : "rec",
@@ -350,6 +362,7 @@ static stem_status on_step(void *user, stem_phase phase, int step, int steps, in
     char path[PATH_MAX + 64];
     latents_path(path, sizeof path, st->dir, phase, step, t);
     STEM_TRY(save_latents(path, x, phase, step, t));
+    sample_device_memory(st);
     stem_progress_update(&st->progress, step + 1);
     if (interrupted) return stem_fail(STEM_E_IO, "interrupted after %s step %d of %d; the steps so far are saved: "
                                       "run the same command with --resume to continue",
@@ -533,6 +546,7 @@ int cmd_invert(int argc, char **argv) {
         if ((s = stem_remove_tree(od.partial)) != STEM_OK || (s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
     }
     st.dir = od.partial;
+    st.be = be;
     options = options_json(&a, &fr);
     snprintf(path, sizeof path, "%s/options.json", od.partial);
     if (a.resume && od.reused) {
@@ -596,6 +610,7 @@ int cmd_invert(int argc, char **argv) {
         (s = host_copy(&vae_px, &host_vae)) != STEM_OK || (s = host_copy(&rec_px, &host_rec)) != STEM_OK)
         goto fail;
     double t_decode = stem_now_seconds() - t0;
+    sample_device_memory(&st);
 
     /* frames, sheet, metrics */
     static const char *const frame_dirs[3] = {"input", "vae", "recon"};
@@ -629,6 +644,8 @@ int cmd_invert(int argc, char **argv) {
     json_object_object_add(env, "json_c", json_object_new_string(json_c_version()));
     json_object_object_add(env, "libpng", json_object_new_string(png_get_libpng_ver(NULL)));
     json_object_object_add(env, "mem_limit_bytes", json_object_new_uint64(limit));
+    if (st.device_used_peak)
+        json_object_object_add(env, "device_memory_peak_bytes", json_object_new_uint64(st.device_used_peak));
     json_object_object_add(manifest, "environment", env);
     json_object *model = json_object_new_object();
     json_object_object_add(model, "path", json_object_new_string(a.model));
