@@ -2,8 +2,11 @@
  * latent size after a machine-facts line. bench/unet_torch.py runs this next to
  * PyTorch + diffusers on the same weights and thread count and prints the ratios.
  *
- *   bench/unet UNET_DIR [--size N|HxW]... [--batch B] [--reps R] [--threads T]
+ *   bench/unet UNET_DIR [--size N|HxW]... [--batch B] [--slice S] [--reps R] [--threads T]
  *              [--backend cpu|cuda] [--dtype f32|f16]
+ *
+ * --slice S runs the forward layer-major (stem_unet_forward_sliced): every module over
+ * slices of S samples, default attention.
  *
  * Inputs are fixed pseudo-random latents and text context ([B, 77, cross_dim]), one
  * timestep per sample (981). Peak memory is the process's VmHWM (weights included)
@@ -21,11 +24,12 @@ typedef struct unet_bench {
     stem_arena *arena;
     stem_tensor x, c, y;
     float *t;
-    int64_t batch;
+    int64_t batch, slice; /* slice 0: stem_unet_forward */
 } unet_bench;
 
 static stem_status bench_forward(void *ctx) {
     unet_bench *b = ctx;
+    if (b->slice) return stem_unet_forward_sliced(b->u, b->arena, &b->x, b->t, b->batch, &b->c, NULL, b->slice, &b->y);
     return stem_unet_forward(b->u, b->arena, &b->x, b->t, b->batch, &b->c, NULL, &b->y);
 }
 
@@ -59,7 +63,7 @@ static stem_status fill_random(stem_tensor *t, uint64_t seed) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: bench/unet UNET_DIR [--size N|HxW]... [--batch B] [--reps R] [--threads T] "
+    fprintf(stderr, "usage: bench/unet UNET_DIR [--size N|HxW]... [--batch B] [--slice S] [--reps R] [--threads T] "
                     "[--backend cpu|cuda] [--dtype f32|f16]\n");
     return 2;
 }
@@ -70,7 +74,7 @@ int main(int argc, char **argv) {
     const char *dir = argv[1], *backend = "cpu";
     int64_t hs[16], ws[16];
     int n_sizes = 0, reps = 3;
-    int64_t batch = 2;
+    int64_t batch = 2, slice = 0;
     stem_dtype dt = STEM_F32;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc && n_sizes < 16) {
@@ -80,6 +84,7 @@ int main(int argc, char **argv) {
             hs[n_sizes] = h;
             ws[n_sizes++] = got == 2 ? w : h;
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--slice") && i + 1 < argc) slice = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) stem_set_num_threads(atoi(argv[++i]));
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
@@ -103,7 +108,7 @@ int main(int argc, char **argv) {
     bench_machine_collect(be, &m);
     bench_machine_print(&m, stdout);
 
-    unet_bench b = {.batch = batch};
+    unet_bench b = {.batch = batch, .slice = slice};
     double t0 = bench_now();
     if (stem_unet_load(dir, be, dt, &b.u) != STEM_OK) {
         fprintf(stderr, "bench/unet: %s\n", stem_last_error());
@@ -137,6 +142,7 @@ int main(int argc, char **argv) {
             bench_json_str(&j, "backend", be->name);
             bench_json_str(&j, "dtype", stem_dtype_name(dt));
             bench_json_int(&j, "batch", (long long)batch);
+            bench_json_int(&j, "slice", (long long)(slice ? slice : batch));
             bench_json_int(&j, "h", (long long)hs[si]);
             bench_json_int(&j, "w", (long long)ws[si]);
             bench_json_int(&j, "threads", stem_num_threads());

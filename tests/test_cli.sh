@@ -111,6 +111,12 @@ if "$STEM" invert --steps 2 --bases 8 --em-scope chunk --batch-size 2 --mem-limi
 else
     bad "invert --mem-limit slicing: $(cat "$tmp/sliced.log")"
 fi
+if "$STEM" invert --steps 2 --bases 8 --mem-limit 3M --out "$tmp/layer" 2>"$tmp/layer.log" >/dev/null &&
+    grep -q "layer-major UNet" "$tmp/layer.log" && grep -q '"layer_major_unet": *true' "$tmp/layer/manifest.json"; then
+    ok "invert: --mem-limit runs video scope layer-major"
+else
+    bad "invert --mem-limit layer-major: $(cat "$tmp/layer.log")"
+fi
 expect_fail_dir "invert: f16 on cpu" "needs --backend cuda" "$tmp/o10" "$STEM" invert --dtype f16 --out "$tmp/o10"
 
 echo "$passed passed, $failed failed"

@@ -20,7 +20,11 @@
  *   - stem mode, resuming: inversion from out.inv_step<S/2> with first_step = S/2 + 1 and
  *     reconstruction from out.rec_step<S/2> with first_step = S/2 + 1 reach the same
  *     out.inv_step<S-1> / out.rec_z0 (the EM counter word `step` is the absolute step
- *     index), here with em.block = 96 so that the EM streams over several token blocks.
+ *     index), here with em.block = 96 so that the EM streams over several token blocks;
+ *   - scope video (stem, inflated), layer-major: the UNet's modules over slices of 1 and
+ *     of 3 frames (3 + 1: uneven) match the golden and the all-frames run.
+ * Also (tiny-sd1, 8 frames of 16x16 latents): the arena peak of layer-major inversion
+ * steps is below the all-frames one, and their latents agree.
  * Tolerances are the golden's (metadata rtol.<x> / atol.<x>, allclose elementwise):
  *   context 1e-4 / 1e-4; z0 and rec_frames rtol 1e-4, atol 1e-4 x max|ref|; latents
  *   rtol 1e-3 (stem) or 2e-4 (frame, inflated), atol = rtol x max|ref|. The generator
@@ -39,6 +43,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +270,55 @@ static int64_t resume_check(stem_pipeline *p, const golden *g) {
     return bad;
 }
 
+/* The six captured latents of two runs (inv[3], rec[3]) against each other at the
+ * golden's tolerances; returns violations. */
+static int64_t compare_runs(const golden *g, const char *what, const stem_tensor *ai, const stem_tensor *ar,
+                            const stem_tensor *bi, const stem_tensor *br) {
+    int64_t bad = 0;
+    char key[64], rk[96], ak[96], label[160];
+    for (int i = 0; i < 6; i++) {
+        const stem_tensor *a = i < 3 ? &ai[i] : &ar[i - 3], *b = i < 3 ? &bi[i] : &br[i - 3];
+        if (i < 3) snprintf(key, sizeof key, "inv_step%d", g->inv_steps[i]);
+        else if (i < 5) snprintf(key, sizeof key, "rec_step%d", g->rec_steps[i - 3]);
+        else snprintf(key, sizeof key, "rec_z0");
+        snprintf(rk, sizeof rk, "rtol.%s", key);
+        snprintf(ak, sizeof ak, "atol.%s", key);
+        snprintf(label, sizeof label, "%s %s", what, key);
+        bad += tm_compare(label, a, b, tm_meta_double(&g->file, rk), tm_meta_double(&g->file, ak));
+    }
+    return bad;
+}
+
+static void free_runs(stem_tensor *inv, stem_tensor *rec) {
+    for (int i = 0; i < 3; i++) {
+        stem_tensor_free(&inv[i]);
+        stem_tensor_free(&rec[i]);
+    }
+}
+
+/* Scope video, layer-major: the UNet's modules over slices of 1 frame and of 3 frames
+ * (3 + 1 of the golden's 4: uneven) match the golden and the all-frames run (all_inv,
+ * all_rec) at the golden's tolerances; returns violations. */
+static int64_t layer_major_check(stem_pipeline *p, const golden *g, const stem_tensor *all_inv,
+                                 const stem_tensor *all_rec) {
+    static const int64_t slices[2] = {1, 3};
+    const int64_t F = tm_require(&g->file, "out.z0")->shape[0];
+    int64_t bad = 0;
+    for (int i = 0; i < 2; i++) {
+        stem_invert_options o = g->opt;
+        o.unet_frames = slices[i];
+        assert_true(stem_invert_layer_major(&o, F));
+        char what[96], vs[128];
+        snprintf(what, sizeof what, "layer-major (slices of %lld)", (long long)slices[i]);
+        snprintf(vs, sizeof vs, "%s vs all frames", what);
+        stem_tensor inv[3], rec[3];
+        bad += run_and_check(p, g, &o, what, inv, rec);
+        bad += compare_runs(g, vs, inv, rec, all_inv, all_rec);
+        free_runs(inv, rec);
+    }
+    return bad;
+}
+
 /* ---- the tests -------------------------------------------------------------------------- */
 
 static void golden_cpu(void **state) {
@@ -323,7 +377,13 @@ static void golden_cpu(void **state) {
     stem_tensor_free(&dec);
 
     /* inversion and reconstruction */
-    bad += run_and_check(&p, &g, &g.opt, "cpu", NULL, NULL);
+    stem_tensor inv[3], rec[3];
+    bad += run_and_check(&p, &g, &g.opt, "cpu", inv, rec);
+
+    /* scope video: the same layer-major, over slices of frames */
+    if (g.opt.sa.mode != STEM_SA_FRAME && g.opt.sa.scope == STEM_SCOPE_VIDEO)
+        bad += layer_major_check(&p, &g, inv, rec);
+    free_runs(inv, rec);
 
     /* stem: resuming after step S/2 (the EM counter word `step` stays the absolute step
      * index), with a streaming EM over several token blocks */
@@ -349,27 +409,88 @@ static void golden_cuda_f32(void **state) {
     stem_tensor ci[3], cr[3], gi[3], gr[3];
     int64_t bad = run_and_check(&pc, &g, &g.opt, "cpu", ci, cr);
     bad += run_and_check(&pg, &g, &g.opt, "cuda f32", gi, gr);
-    char key[64], rk[96], ak[96], label[128];
-    for (int i = 0; i < 6; i++) {
-        const stem_tensor *a = i < 3 ? &gi[i] : &gr[i - 3], *b = i < 3 ? &ci[i] : &cr[i - 3];
-        if (i < 3) snprintf(key, sizeof key, "inv_step%d", g.inv_steps[i]);
-        else if (i < 5) snprintf(key, sizeof key, "rec_step%d", g.rec_steps[i - 3]);
-        else snprintf(key, sizeof key, "rec_z0");
-        snprintf(rk, sizeof rk, "rtol.%s", key);
-        snprintf(ak, sizeof ak, "atol.%s", key);
-        snprintf(label, sizeof label, "cuda vs cpu %s", key);
-        bad += tm_compare(label, a, b, tm_meta_double(&g.file, rk), tm_meta_double(&g.file, ak));
-    }
-    for (int i = 0; i < 3; i++) {
-        stem_tensor_free(&ci[i]);
-        stem_tensor_free(&cr[i]);
-        stem_tensor_free(&gi[i]);
-        stem_tensor_free(&gr[i]);
-    }
+    bad += compare_runs(&g, "cuda vs cpu", gi, gr, ci, cr);
+    /* layer-major on the GPU: slices of 1 and 3 frames vs the golden and the CUDA run */
+    bad += layer_major_check(&pg, &g, gi, gr);
+    free_runs(ci, cr);
+    free_runs(gi, gr);
     stem_pipeline_free(&pc);
     stem_pipeline_free(&pg);
     stem_tensor_map_free(&g.file);
     assert_int_equal(bad, 0);
+}
+
+/* max |x| of a host f32 tensor */
+static double max_abs(const stem_tensor *x) {
+    double m = 0;
+    for (int64_t i = 0; i < stem_numel(x); i++) m = fmax(m, fabs(((const float *)x->data)[i]));
+    return m;
+}
+
+/* Two inversion steps of 8 frames of 16x16 latents (the bundled default's size) with a
+ * fresh arena; returns its peak, the latents in *x (host f32, owned). */
+static size_t inversion_arena_peak(stem_pipeline *p, const stem_tensor *ctx, const stem_invert_options *o,
+                                   const stem_tensor *z0, stem_tensor *x_out) {
+    stem_arena *saved = p->arena, *fresh;
+    OK(stem_arena_create(p->be, 64u << 20, &fresh));
+    p->arena = fresh;
+    stem_tensor x;
+    OK(stem_tensor_to(z0, p->be, p->dtype, &x));
+    stem_status s = stem_invert_latents(p, ctx, o, 0, &x, NULL, NULL);
+    size_t peak = stem_arena_peak(fresh);
+    p->arena = saved;
+    stem_arena_destroy(fresh);
+    if (s != STEM_OK) fail_msg("invert: %s", stem_last_error());
+    OK(stem_tensor_to(&x, stem_cpu_backend(), STEM_F32, x_out));
+    stem_tensor_free(&x);
+    return peak;
+}
+
+/* Layer-major memory: the arena peak with slices of 1 and 3 frames (3 + 3 + 2) is below
+ * the all-frames peak, for stem and inflated attention, and the latents agree (rtol
+ * 1e-3, atol 1e-3 x max|x|: the stem goldens' tolerance). */
+static void layer_major_arena_peak(void **state) {
+    (void)state;
+    stem_pipeline p;
+    load_pipeline("tiny-sd1", stem_cpu_backend(), &p);
+    int64_t shape[4] = {8, 4, 16, 16};
+    stem_tensor z0, ctx;
+    OK(stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, &z0));
+    OK(stem_philox_normal(7, 0, 0, 0, &z0));
+    bool truncated;
+    OK(stem_pipeline_encode_prompt(&p, "a red square moving right", &ctx, &truncated));
+    static const stem_sa_mode modes[2] = {STEM_SA_STEM, STEM_SA_INFLATED};
+    for (int m = 0; m < 2; m++) {
+        stem_invert_options o;
+        stem_invert_options_default(&o);
+        o.steps = 2;
+        o.sa.mode = modes[m];
+        o.sa.em.bases = 16;
+        stem_tensor all, sliced;
+        size_t peak_all = inversion_arena_peak(&p, &ctx, &o, &z0, &all);
+        stem_invert_memory_plan plan;
+        stem_invert_plan_memory(&p, &o, 8, 16, 16, 0, &plan);
+        print_message("    %s, 8 frames 16x16: all frames at once: arena peak %zu bytes (estimate %zu)\n",
+                      stem_sa_mode_name(o.sa.mode), peak_all, plan.needed_all);
+        size_t prev = peak_all;
+        for (int64_t slice = 3; slice >= 1; slice -= 2) {
+            o.unet_frames = slice;
+            size_t peak = inversion_arena_peak(&p, &ctx, &o, &z0, &sliced);
+            print_message("    layer-major, slices of %lld: arena peak %zu bytes (%.0f %% of all frames; estimated "
+                          "all-frame state %zu)\n", (long long)slice, peak, 100.0 * (double)peak / (double)peak_all,
+                          plan.all_frame_state);
+            assert_true(peak < prev);
+            prev = peak;
+            char label[64];
+            snprintf(label, sizeof label, "slices of %lld vs all frames", (long long)slice);
+            assert_int_equal(tm_compare(label, &sliced, &all, 1e-3, 1e-3 * max_abs(&all)), 0);
+            stem_tensor_free(&sliced);
+        }
+        stem_tensor_free(&all);
+    }
+    stem_tensor_free(&z0);
+    stem_tensor_free(&ctx);
+    stem_pipeline_free(&p);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -388,8 +509,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "test_invert: no goldens in %s/golden/invert (set STEM_REFDATA)\n", test_refdata_dir());
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)n + 1, sizeof *tests);
-    char **names = calloc((size_t)n + 1, sizeof *names);
+    struct CMUnitTest *tests = calloc((size_t)n + 2, sizeof *tests);
+    char **names = calloc((size_t)n + 2, sizeof *names);
     int k = 0, cuda_case = -1;
     for (int i = 0; i < n; i++) {
         const char *label = test_golden_label(paths[i]);
@@ -407,6 +528,10 @@ int main(int argc, char **argv) {
     names[k] = malloc(64);
     snprintf(names[k], 64, "%s cuda f32", CUDA_CASE);
     tests[k] = (struct CMUnitTest){.name = names[k], .test_func = golden_cuda_f32, .initial_state = paths[cuda_case]};
+    k++;
+    names[k] = malloc(64);
+    snprintf(names[k], 64, "layer-major arena peak");
+    tests[k] = (struct CMUnitTest){.name = names[k], .test_func = layer_major_arena_peak};
     k++;
     int failed = _cmocka_run_group_tests("invert", tests, (size_t)k, NULL, NULL);
     for (int i = 0; i < k; i++) free(names[i]);

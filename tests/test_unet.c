@@ -66,9 +66,11 @@ static void golden_open(const char *path, golden_case *g) {
     g->atol = atof(at);
 }
 
-/* Runs the UNet on host inputs; returns the output as a host f32 tensor (owned). */
-static stem_status run_unet(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
-                            const stem_tensor *context, const stem_unet_hooks *hooks, stem_tensor *out_host) {
+/* Runs the UNet on host inputs, layer-major over slices of slice_frames samples
+ * (0: stem_unet_forward); returns the output as a host f32 tensor (owned). */
+static stem_status run_unet_sliced(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
+                                   const stem_tensor *context, const stem_unet_hooks *hooks, int64_t slice_frames,
+                                   stem_tensor *out_host) {
     stem_backend *be = stem_unet_backend(u);
     stem_dtype dt = stem_unet_dtype(u);
     stem_tensor x, c, y;
@@ -78,13 +80,21 @@ static stem_status run_unet(stem_unet *u, const stem_tensor *sample, const stem_
     stem_arena *arena = NULL;
     if (s == STEM_OK) s = stem_arena_create(be, 16u << 20, &arena);
     if (s == STEM_OK)
-        s = stem_unet_forward(u, arena, &x, (const float *)timesteps->data, stem_numel(timesteps), &c, hooks, &y);
+        s = slice_frames ? stem_unet_forward_sliced(u, arena, &x, (const float *)timesteps->data,
+                                                    stem_numel(timesteps), &c, hooks, slice_frames, &y)
+                         : stem_unet_forward(u, arena, &x, (const float *)timesteps->data, stem_numel(timesteps), &c,
+                                             hooks, &y);
     if (s == STEM_OK) s = stem_tensor_to(&y, stem_cpu_backend(), STEM_F32, out_host);
     stem_arena_destroy(arena);
     stem_tensor_free(&x);
     stem_tensor_free(&c);
     stem_tensor_free(&y);
     return s;
+}
+
+static stem_status run_unet(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
+                            const stem_tensor *context, const stem_unet_hooks *hooks, stem_tensor *out_host) {
+    return run_unet_sliced(u, sample, timesteps, context, hooks, 0, out_host);
 }
 
 static int compare(const char *label, const stem_tensor *got, const stem_tensor *want, double rtol, double atol) {
@@ -273,6 +283,135 @@ static void context_broadcast(void **state) {
     stem_tensor_map_free(&g.file);
 }
 
+/* ---- layer-major (sliced) forward --------------------------------------------------------- */
+
+/* A two-phase attn1 that gives the default attention back: phase 1 keeps every sample's
+ * k, v [B, N, C]; phase 2 attends each slice's q to its own samples' rows. It also
+ * checks that the slices come in order and cover all samples. */
+typedef struct collecting {
+    stem_tensor k, v; /* [B, N, C] of the current site */
+    int site, errors;
+    int64_t next_frame;  /* the frame0 the next collect must have */
+    int collects, attends;
+    int taps[STEM_TAP_KIND_COUNT];
+    int64_t tap_frames[STEM_TAP_KIND_COUNT]; /* samples seen per tap kind */
+} collecting;
+
+static stem_status collect_kv(void *user, const stem_attn_site *site, const stem_tensor *k, const stem_tensor *v) {
+    collecting *c = user;
+    if (site->frame0 == 0) {
+        stem_tensor_free(&c->k);
+        stem_tensor_free(&c->v);
+        int64_t shape[3] = {site->frames_total, site->tokens, site->channels};
+        STEM_TRY(stem_tensor_new(k->backend, k->dtype, 3, shape, &c->k));
+        STEM_TRY(stem_tensor_new(k->backend, k->dtype, 3, shape, &c->v));
+        c->site = site->index;
+        c->next_frame = 0;
+    }
+    if (site->index != c->site || site->frame0 != c->next_frame || k->shape[0] != site->batch) c->errors++;
+    c->next_frame = site->frame0 + site->batch;
+    c->collects++;
+    stem_tensor kr, vr;
+    STEM_TRY(stem_tensor_narrow0(&c->k, site->frame0, site->batch, &kr));
+    STEM_TRY(stem_tensor_narrow0(&c->v, site->frame0, site->batch, &vr));
+    STEM_TRY(stem_tensor_copy(k, &kr));
+    return stem_tensor_copy(v, &vr);
+}
+
+static stem_status attend_own_frames(void *user, const stem_attn_site *site, const stem_tensor *q,
+                                     const stem_tensor *k, const stem_tensor *v, stem_tensor *out) {
+    collecting *c = user;
+    /* phase 2 only after the last slice of this site was collected; no k, v */
+    if (k || v || site->index != c->site || c->next_frame != site->frames_total) c->errors++;
+    c->attends++;
+    stem_tensor kr, vr;
+    STEM_TRY(stem_tensor_narrow0(&c->k, site->frame0, site->batch, &kr));
+    STEM_TRY(stem_tensor_narrow0(&c->v, site->frame0, site->batch, &vr));
+    return stem_self_attention_default(NULL, site, q, &kr, &vr, out);
+}
+
+static stem_status count_slice_taps(void *user, const stem_unet_tap *tap) {
+    collecting *c = user;
+    c->taps[tap->kind]++;
+    c->tap_frames[tap->kind] += tap->x->shape[0];
+    return STEM_OK;
+}
+
+/* 5 samples of 13x9 (the golden's 2, then noise), a timestep each, one shared context row. */
+static void five_samples(const golden_case *g, stem_tensor *sample, stem_tensor *timesteps, stem_tensor *context) {
+    stem_backend *cpu = stem_cpu_backend();
+    int64_t s[4] = {5, g->sample->shape[1], g->sample->shape[2], g->sample->shape[3]}, nt = 5;
+    assert_int_equal(stem_tensor_new(cpu, STEM_F32, 4, s, sample), STEM_OK);
+    assert_int_equal(stem_philox_normal(11, 0, 0, 0, sample), STEM_OK);
+    stem_tensor first;
+    assert_int_equal(stem_tensor_narrow0(sample, 0, 2, &first), STEM_OK);
+    assert_int_equal(stem_tensor_copy(g->sample, &first), STEM_OK);
+    assert_int_equal(stem_tensor_new(cpu, STEM_F32, 1, &nt, timesteps), STEM_OK);
+    static const float ts[5] = {981, 1, 501, 250, 741};
+    memcpy(timesteps->data, ts, sizeof ts);
+    assert_int_equal(stem_tensor_narrow0(g->context, 0, 1, context), STEM_OK);
+}
+
+/* stem_unet_forward_sliced over slices of 1, 2 (2 + 2 + 1) and 5 samples equals the
+ * one-shot forward at the golden's tolerance (float rounding: the GEMM shapes change),
+ * with the default attention and with a two-phase collect/attend hook pair doing the
+ * same attention; every slice fires its taps; slices of 1 match the diffusers golden. */
+static void sliced_forward(void **state) {
+    (void)state;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd1__t981_13x9.safetensors", test_refdata_dir());
+    golden_case g;
+    golden_open(path, &g);
+    stem_unet *u = load_unet("tiny-sd1", stem_cpu_backend(), STEM_F32);
+    const int n_sites = stem_unet_attn1_count(u);
+    stem_tensor sample, timesteps, context, whole, sliced;
+    five_samples(&g, &sample, &timesteps, &context);
+    if (run_unet(u, &sample, &timesteps, &context, NULL, &whole) != STEM_OK) fail_msg("%s", stem_last_error());
+    static const int64_t slices[3] = {1, 2, 5};
+    for (int i = 0; i < 3; i++) {
+        const int64_t n_slices = (5 + slices[i] - 1) / slices[i];
+        char label[96];
+        snprintf(label, sizeof label, "slices of %lld, default attention", (long long)slices[i]);
+        if (run_unet_sliced(u, &sample, &timesteps, &context, NULL, slices[i], &sliced) != STEM_OK)
+            fail_msg("%s", stem_last_error());
+        assert_int_equal(compare(label, &sliced, &whole, g.rtol, g.atol), 0);
+        stem_tensor_free(&sliced);
+
+        collecting c = {.site = -1};
+        stem_unet_hooks two_phase = {.self_attention = attend_own_frames, .self_attention_collect = collect_kv,
+                                     .self_attention_user = &c, .tap = count_slice_taps, .tap_user = &c,
+                                     .tap_mask = ~0u};
+        snprintf(label, sizeof label, "slices of %lld, two-phase attn1", (long long)slices[i]);
+        if (run_unet_sliced(u, &sample, &timesteps, &context, &two_phase, slices[i], &sliced) != STEM_OK)
+            fail_msg("%s", stem_last_error());
+        assert_int_equal(compare(label, &sliced, &whole, g.rtol, g.atol), 0);
+        stem_tensor_free(&sliced);
+        assert_int_equal(c.errors, 0);
+        assert_int_equal(c.collects, n_sites * n_slices);
+        assert_int_equal(c.attends, n_sites * n_slices);
+        /* every per-slice tap once per slice and site, over all 5 samples */
+        for (int k = STEM_TAP_NORM1; k <= STEM_TAP_ATTN1_OUT; k++) {
+            assert_int_equal(c.taps[k], n_sites * n_slices);
+            assert_int_equal(c.tap_frames[k], 5 * n_sites);
+        }
+        assert_int_equal(c.taps[STEM_TAP_RESNET_RESIDUAL], 11 * n_slices);
+        assert_int_equal(c.tap_frames[STEM_TAP_RESNET_RESIDUAL], 11 * 5);
+        assert_int_equal(c.taps[STEM_TAP_UP_CONCAT], 6); /* all samples at once */
+        stem_tensor_free(&c.k);
+        stem_tensor_free(&c.v);
+    }
+    /* against diffusers, one sample at a time */
+    if (run_unet_sliced(u, g.sample, g.timesteps, g.context, NULL, 1, &sliced) != STEM_OK)
+        fail_msg("%s", stem_last_error());
+    assert_int_equal(compare("slices of 1 vs golden", &sliced, g.eps, g.rtol, g.atol), 0);
+    stem_tensor_free(&sliced);
+    stem_tensor_free(&whole);
+    stem_tensor_free(&sample);
+    stem_tensor_free(&timesteps);
+    stem_unet_free(u);
+    stem_tensor_map_free(&g.file);
+}
+
 /* Bad inputs to the forward are refused with the shapes. */
 static void forward_input_errors(void **state) {
     (void)state;
@@ -300,6 +439,12 @@ static void forward_input_errors(void **state) {
     assert_non_null(strstr(stem_last_error(), "context"));
     c.shape[2] = 16;
     assert_int_equal(stem_unet_forward(u, arena, &x, t, 2, &c, NULL, &y), STEM_OK);
+    assert_int_equal(stem_unet_forward_sliced(u, arena, &x, t, 2, &c, NULL, 0, &y), STEM_E_ARG);
+    print_message("error: %s\n", stem_last_error());
+    /* a collect hook needs the self_attention hook that reads what it collected */
+    stem_unet_hooks collect_only = {.self_attention_collect = collect_kv};
+    assert_int_equal(stem_unet_forward_sliced(u, arena, &x, t, 2, &c, &collect_only, 1, &y), STEM_E_ARG);
+    print_message("error: %s\n", stem_last_error());
     stem_arena_destroy(arena);
     stem_tensor_free(&x);
     stem_tensor_free(&c);
@@ -459,6 +604,7 @@ int main(int argc, char **argv) {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(hooks_contract),         cmocka_unit_test(hook_error_propagates),
         cmocka_unit_test(context_broadcast),      cmocka_unit_test(forward_input_errors),
+        cmocka_unit_test(sliced_forward),
         cmocka_unit_test(error_missing_tensor),   cmocka_unit_test(error_wrong_shape),
         cmocka_unit_test(error_unsupported_block), cmocka_unit_test(error_unsupported_option),
         cmocka_unit_test(error_unused_tensor),

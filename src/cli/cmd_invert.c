@@ -69,8 +69,9 @@ static void usage(FILE *out) {
             "  --mem-limit SIZE       memory for UNet activations, e.g. 8G (default: 70%% of the free RAM,\n"
             "                         or of the free GPU memory with --backend cuda);\n"
             "                         --attention frame and --em-scope chunk evaluate fewer frames at a time\n"
-            "                         to fit it; --em-scope video needs all frames at once and stops early\n"
-            "                         with a clear message when they do not fit\n"
+            "                         to fit it; --em-scope video runs the UNet layer-major (each module on a\n"
+            "                         few frames at a time; all frames' skips and attention keys/values kept)\n"
+            "                         and stops early with a clear message when even that does not fit\n"
             "  --resume               continue an interrupted run from its last completed step\n"
             "  --force                replace an existing output folder\n"
             "  --quantize round|truncate   8-bit output rounding (default round; the original truncates)\n"
@@ -413,6 +414,8 @@ static json_object *options_json(const invert_args *a, const stem_frames *fr) {
     json_object_object_add(o, "backend", json_object_new_string(a->backend));
     json_object_object_add(o, "dtype", json_object_new_string(a->dtype == STEM_F16 ? "f16" : "f32"));
     json_object_object_add(o, "frames_per_unet_evaluation", json_object_new_int64(a->inv.unet_frames));
+    /* true: each evaluation takes all frames, its modules the count above at a time */
+    json_object_object_add(o, "layer_major_unet", json_object_new_boolean(stem_invert_layer_major(&a->inv, fr->count)));
     json_object_object_add(o, "quantize", json_object_new_string(a->quantize == STEM_QUANTIZE_ROUND ? "round" : "truncate"));
     if (a->config) json_object_object_add(o, "config", json_object_new_string(a->config));
     return o;
@@ -520,22 +523,38 @@ int cmd_invert(int argc, char **argv) {
     if ((s = stem_pipeline_encode_prompt(&p, a.prompt, &context, &truncated)) != STEM_OK) goto fail;
     if (truncated) fprintf(stderr, "stem: warning: the prompt is longer than 77 tokens and was truncated\n");
 
-    /* memory budget: how many frames one UNet evaluation may take. Without --mem-limit
-     * every evaluation takes all frames unless they would not fit 70 % of the available
-     * RAM; the count is part of options.json, so --resume runs it the same way. */
+    /* memory budget: how many frames the UNet's modules may take at once. Without
+     * --mem-limit all frames unless they would not fit 70 % of the available RAM; then
+     * frame attention and chunk scope split them into evaluations, video scope runs
+     * each evaluation layer-major over slices. The count is part of options.json, so
+     * --resume runs it the same way. */
     int64_t h, w;
     stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
-    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(be), needed_all = 0;
-    a.inv.unet_frames = stem_invert_frames_for_budget(&p, &a.inv, fr.count, h, w, limit, &needed_all);
-    if (!a.mem_limit && needed_all <= limit) a.inv.unet_frames = fr.count;
-    if (a.inv.unet_frames >= fr.count && needed_all > limit) {
-        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %.0f MiB of UNet "
-                      "activations, over the %.0f MiB memory limit; raise --mem-limit, use fewer frames, "
-                      "or --em-scope chunk (the original's per-chunk bases)", stem_sa_mode_name(a.inv.sa.mode),
-                      stem_em_scope_name(a.inv.sa.scope), fr.count, needed_all / 1048576.0, limit / 1048576.0);
+    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(be);
+    stem_invert_memory_plan plan;
+    stem_invert_plan_memory(&p, &a.inv, fr.count, h, w, limit, &plan);
+    a.inv.unet_frames = plan.needed_all <= limit ? fr.count : plan.unet_frames;
+    if (!plan.fits && plan.layer_major) {
+        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope video keeps every frame's skip connections, hidden state "
+                      "and attention keys/values: about %.0f MiB for %d frames, plus %.0f MiB for one frame at a "
+                      "time, over the %.0f MiB memory limit; raise --mem-limit, use fewer frames, or --em-scope chunk "
+                      "(the original's per-chunk bases)", stem_sa_mode_name(a.inv.sa.mode),
+                      plan.all_frame_state / 1048576.0, fr.count, (plan.needed - plan.all_frame_state) / 1048576.0,
+                      limit / 1048576.0);
         goto fail;
     }
-    if (!a.quiet && a.inv.unet_frames < fr.count)
+    if (!plan.fits) {
+        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %.0f MiB of UNet "
+                      "activations, over the %.0f MiB memory limit; raise --mem-limit or use fewer frames",
+                      stem_sa_mode_name(a.inv.sa.mode), stem_em_scope_name(a.inv.sa.scope), fr.count,
+                      plan.needed_all / 1048576.0, limit / 1048576.0);
+        goto fail;
+    }
+    if (!a.quiet && stem_invert_layer_major(&a.inv, fr.count))
+        fprintf(stderr, "stem invert: layer-major UNet: each module over %lld of the %d frames at a time (memory "
+                "limit %.0f MiB; all frames at once need about %.0f MiB)\n", (long long)a.inv.unet_frames, fr.count,
+                limit / 1048576.0, plan.needed_all / 1048576.0);
+    else if (!a.quiet && a.inv.unet_frames < fr.count)
         fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %.0f MiB)\n",
                 (long long)a.inv.unet_frames, limit / 1048576.0);
 

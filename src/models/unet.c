@@ -8,7 +8,11 @@
  * ping-pong buffers sized for the largest of their tensors: concat(h, skip) goes into
  * the buffer h is not in, the resnet writes back into h's buffer, transformers run in
  * place, and each consumed skip is popped. Peak: skips + 2 up-path tensors + the
- * temporaries of one block. */
+ * temporaries of one block.
+ *
+ * Layer-major (stem_unet_forward_sliced): the same plan, with the batch of every
+ * module split into slices (see unet_blocks.c): the skips, the ping-pong buffers and
+ * the time embedding/context hold all samples, the block temporaries one slice's. */
 #include "models/unet.h"
 
 #include <json-c/json.h>
@@ -588,14 +592,32 @@ static stem_status push_skip(unet_run *r, skip_stack *st, int64_t c, int64_t h, 
     return STEM_OK;
 }
 
+/* conv_in on one slice: [n, in, h, w] -> [n, C0, h, w] */
+static stem_status conv_in_slice(unet_run *r, const void *module, const stem_tensor *x, stem_tensor *y) {
+    const stem_unet *u = module;
+    int k = u->cfg.conv_in_kernel / 2, pad[4] = {k, k, k, k};
+    (void)r;
+    return stem_conv2d(x, &u->conv_in_w, &u->conv_in_b, 1, 1, pad, y);
+}
+
+/* conv_out(SiLU(GroupNorm(h))) on one slice: [n, C0, h, w] -> [n, out, h, w] */
+static stem_status conv_out_slice(unet_run *r, const void *module, const stem_tensor *h, stem_tensor *y) {
+    const stem_unet *u = module;
+    const stem_unet_config *cfg = &u->cfg;
+    int k = cfg->conv_out_kernel / 2, pad[4] = {k, k, k, k};
+    stem_tensor g;
+    STEM_TRY(unet_tmp(r, 4, h->shape, &g));
+    STEM_TRY(stem_group_norm(h, &u->norm_out_w, &u->norm_out_b, cfg->norm_num_groups, cfg->norm_eps, true, &g));
+    return stem_conv2d(&g, &u->conv_out_w, &u->conv_out_b, 1, 1, pad, y);
+}
+
 static stem_status forward_down(unet_run *r, skip_stack *st, const stem_tensor *x, const int64_t *hs,
                                 const int64_t *ws) {
     stem_unet *u = r->u;
     const stem_unet_config *cfg = &u->cfg;
-    int k = cfg->conv_in_kernel / 2, pad[4] = {k, k, k, k};
     /* conv_in: [B, in, h, w] -> [B, C0, h, w], the first skip */
     STEM_TRY(push_skip(r, st, cfg->block_out_channels[0], hs[0], ws[0]));
-    STEM_TRY(stem_conv2d(x, &u->conv_in_w, &u->conv_in_b, 1, 1, pad, &st->t[st->n - 1]));
+    STEM_TRY(unet_over_slices(r, conv_in_slice, u, x, &st->t[st->n - 1]));
     for (int i = 0; i < cfg->levels; i++) {
         const unet_block *blk = &u->down[i];
         for (int j = 0; j < blk->n_layers; j++) {
@@ -607,7 +629,7 @@ static stem_status forward_down(unet_run *r, skip_stack *st, const stem_tensor *
         if (blk->resample) {
             /* Downsample2D: [B, C_i, H, W] -> [B, C_i, ceil(H/2), ceil(W/2)] */
             STEM_TRY(push_skip(r, st, cfg->block_out_channels[i], hs[i + 1], ws[i + 1]));
-            STEM_TRY(unet_downsample_forward(r, blk, cfg->downsample_padding, &st->t[st->n - 2], &st->t[st->n - 1]));
+            STEM_TRY(unet_downsample_forward(r, blk, &st->t[st->n - 2], &st->t[st->n - 1]));
         }
     }
     return STEM_OK;
@@ -642,11 +664,13 @@ static stem_status forward_mid_up(unet_run *r, skip_stack *st, stem_tensor *ping
                 char name[UNET_NAME_LEN];
                 snprintf(name, sizeof name, "up_blocks.%d.resnets.%d", i, j);
                 stem_unet_tap tap = {.kind = STEM_TAP_UP_CONCAT, .name = name, .part = STEM_UNET_UP, .block = i,
-                                     .layer = j, .level = level, .x = h, .skip = skip, .arena = r->arena};
+                                     .layer = j, .level = level, .x = h, .frame0 = r->frame0, .skip = skip,
+                                     .arena = r->arena};
                 stem_status s = r->hooks->tap(r->hooks->tap_user, &tap);
                 if (s != STEM_OK) return stem_error_context(s, "unet hook at %s (skip concat)", name);
             }
-            /* cat = [h | skip] along channels, in the other buffer   [B, c + c_skip, H, W] */
+            /* cat = [h | skip] along channels, in the other buffer   [B, c + c_skip, H, W]
+             * (for all samples at once: y below overlaps h in its buffer) */
             const unet_resnet *rn = &blk->resnets[j];
             stem_tensor cat = buffer_view(other, B, rn->c_in, hs[level], ws[level]);
             const stem_tensor *parts[2] = {h, skip};
@@ -677,15 +701,28 @@ static stem_status forward_mid_up(unet_run *r, skip_stack *st, stem_tensor *ping
 stem_status stem_unet_forward(stem_unet *u, stem_arena *arena, const stem_tensor *sample, const float *timesteps,
                               int64_t n_timesteps, const stem_tensor *context, const stem_unet_hooks *hooks,
                               stem_tensor *out) {
+    return stem_unet_forward_sliced(u, arena, sample, timesteps, n_timesteps, context, hooks, sample->shape[0], out);
+}
+
+stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem_tensor *sample,
+                                     const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
+                                     const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out) {
     STEM_TRY(check_inputs(u, sample, n_timesteps, context, out));
+    if (slice_frames < 1)
+        return stem_fail(STEM_E_ARG, "unet: slice_frames = %lld (must be >= 1)", (long long)slice_frames);
+    if (hooks && hooks->self_attention_collect && !hooks->self_attention)
+        return stem_fail(STEM_E_ARG, "unet: a self_attention_collect hook needs the self_attention hook that reads "
+                                     "what it collected");
     const stem_unet_config *cfg = &u->cfg;
-    unet_run r = {.u = u, .arena = arena, .hooks = hooks, .batch = sample->shape[0]};
-    int64_t B = r.batch, hs[STEM_UNET_MAX_LEVELS], ws[STEM_UNET_MAX_LEVELS];
+    int64_t B = sample->shape[0];
+    unet_run r = {.u = u, .arena = arena, .hooks = hooks, .batch = B, .frames_total = B,
+                  .slice = slice_frames < B ? slice_frames : B};
+    int64_t hs[STEM_UNET_MAX_LEVELS], ws[STEM_UNET_MAX_LEVELS];
     stem_unet_level_sizes(u, sample->shape[2], sample->shape[3], hs, ws);
     size_t mark0 = stem_arena_mark(arena);
     skip_stack *st = calloc(1, sizeof *st);
     if (!st) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
-    stem_tensor x = *sample, ping, pong, h, g;
+    stem_tensor x = *sample, ping, pong, h;
     stem_status s;
 #define TRY(e) do { if ((s = (e)) != STEM_OK) goto done; } while (0)
     TRY(time_embedding(&r, timesteps, n_timesteps));
@@ -700,15 +737,23 @@ stem_status stem_unet_forward(stem_unet *u, stem_arena *arena, const stem_tensor
 
     TRY(forward_down(&r, st, &x, hs, ws));
     TRY(forward_mid_up(&r, st, &ping, &pong, hs, ws, &h));
-
     /* conv_out(SiLU(GroupNorm(h)))   [B, C0, h, w] -> [B, out, h, w] */
-    TRY(unet_tmp(&r, 4, h.shape, &g));
-    TRY(stem_group_norm(&h, &u->norm_out_w, &u->norm_out_b, cfg->norm_num_groups, cfg->norm_eps, true, &g));
-    int k = cfg->conv_out_kernel / 2, pad[4] = {k, k, k, k};
-    TRY(stem_conv2d(&g, &u->conv_out_w, &u->conv_out_b, 1, 1, pad, out));
+    TRY(unet_over_slices(&r, conv_out_slice, u, &h, out));
 #undef TRY
 done:
     stem_arena_reset(arena, mark0);
     free(st);
     return s;
+}
+
+int64_t stem_unet_sliced_state_elements(const stem_unet *u, int64_t h, int64_t w) {
+    int64_t hs[STEM_UNET_MAX_LEVELS], ws[STEM_UNET_MAX_LEVELS];
+    stem_unet_level_sizes(u, h, w, hs, ws);
+    int64_t skips = 0, tokens = 0;
+    for (int i = 0; i < u->n_skips; i++) skips += u->skip_channels[i] * hs[u->skip_level[i]] * ws[u->skip_level[i]];
+    for (int l = 0; l < u->cfg.levels; l++) {
+        int64_t nc = (int64_t)u->cfg.block_out_channels[l] * hs[l] * ws[l];
+        if (nc > tokens) tokens = nc;
+    }
+    return skips + 2 * pingpong_elements(u, 1, hs, ws) + tokens;
 }

@@ -20,14 +20,34 @@
  *    NULL means stem_self_attention_default (per-sample multi-head attention).
  *    Cross-attention (attn2) always runs the default attention.
  *
+ *  - self_attention_collect: set it when attn1 needs the keys/values of ALL samples of
+ *    the forward (STEM's EM over the whole video, inflated attention) while the forward
+ *    runs on slices of samples (stem_unet_forward_sliced). Every transformer block then
+ *    runs in two phases over the slices:
+ *      1 (collect)  per slice: norm1 -> to_k, to_v -> self_attention_collect(k, v);
+ *                   after the last slice the hook has every sample's k and v;
+ *      2 (attend)   per slice: norm1 -> to_q -> self_attention(q, k = NULL, v = NULL)
+ *                   -> to_out -> residual, then attn2 and the feed-forward.
+ *    site->frame0 / site->batch / site->frames_total say which samples a call holds.
+ *    self_attention must be set with it. Taps: NORM1, ATTN1_K, ATTN1_V fire in phase 1,
+ *    ATTN1_Q, ATTN1_OUT in phase 2, once per slice each (norm1 is recomputed for q in
+ *    phase 2, so an override of NORM1 reaches k and v only).
+ *
  *  - tap: one callback for every other observation/override point. `tap_mask` selects
  *    the kinds (bit 1u << kind); the callback gets a stem_unet_tap describing where it
  *    is and the tensor(s) it may read or overwrite in place (same shape, same dtype, on
  *    the UNet's backend). See stem_unet_tap_kind for the points and their shapes.
  *
+ * Slices. stem_unet_forward_sliced applies every module to slices of at most
+ * slice_frames samples (each module is per-sample, except attn1 with a collect hook,
+ * see above), so hooks see the slice: tap->x is [n, ...] starting at sample
+ * tap->frame0, self_attention's q is [site->batch, ...] starting at site->frame0.
+ * STEM_TAP_UP_CONCAT always sees all samples. stem_unet_forward is one slice.
+ *
  * Tensors handed to hooks live in the forward's arena and are valid only during the
  * call. A hook that needs scratch memory allocates it from site->arena / tap->arena;
- * that memory is released when the enclosing transformer block (or resnet) finishes.
+ * that memory is released when the enclosing transformer block (or resnet) finishes
+ * its slice; memory a hook keeps across calls (collected keys/values) is its own.
  * A hook returning an error aborts the forward with that error (add context with
  * stem_error_context). Hooks are called on the host thread, in execution order; a
  * hook may keep state in `user` across calls (e.g. a per-timestep cache keyed by
@@ -52,7 +72,10 @@
  * Memory: activations come from the caller's arena (reset to its position at the call
  * when the forward returns); roughly the skip connections, two up-path tensors and
  * one block's temporaries (the feed-forward's [rows, 8C] projection is computed in
- * row chunks of at most 32M elements). Weights are placed once at load. */
+ * row chunks of at most 32M elements). Sliced (layer-major), only the skips, the two
+ * up-path tensors and a transformer's token stream span all samples
+ * (stem_unet_sliced_state_elements); the temporaries are one slice's. Weights are
+ * placed once at load. */
 #ifndef STEM_MODELS_UNET_H
 #define STEM_MODELS_UNET_H
 
@@ -116,7 +139,9 @@ typedef struct stem_attn_site {
     int attention;      /* index in that block's attentions */
     int transformer_block; /* index in transformer_blocks */
     int level;          /* resolution level: 0 = latent size, 1 = half, ... */
-    int64_t batch;      /* B: samples in this forward */
+    int64_t batch;      /* samples in this call's q (the slice; all B unless sliced) */
+    int64_t frame0;     /* the first of them within the forward's B samples */
+    int64_t frames_total; /* B: samples in the forward */
     int64_t tokens;     /* per sample: height * width */
     int64_t height, width;
     int64_t channels;   /* heads * head_dim */
@@ -128,9 +153,16 @@ typedef struct stem_attn_site {
 /* q, k, v: [batch, tokens, channels] (token-major, heads interleaved as
  * channel = head * head_dim + j, i.e. diffusers' head split); out: [batch, tokens,
  * channels], to be filled with the attention output before to_out. The hook may
- * also modify q, k, v (they are not used afterwards). */
+ * also modify q, k, v (they are not used afterwards). With a collect hook, k and v
+ * are NULL (the hook has them from phase 1). */
 typedef stem_status (*stem_self_attention_fn)(void *user, const stem_attn_site *site, const stem_tensor *q,
                                               const stem_tensor *k, const stem_tensor *v, stem_tensor *out);
+
+/* Phase 1 of a two-phase attn1: k, v [site->batch, tokens, channels] of samples
+ * site->frame0 .. frame0 + batch - 1, valid only during the call (copy what you keep).
+ * Called for the slices in order; the last has frame0 + batch == frames_total. */
+typedef stem_status (*stem_self_attention_collect_fn)(void *user, const stem_attn_site *site, const stem_tensor *k,
+                                                      const stem_tensor *v);
 
 /* The default: out[b] = MHA(q[b], k[b], v[b]) per sample (stem_attention_heads). */
 stem_status stem_self_attention_default(void *user, const stem_attn_site *site, const stem_tensor *q,
@@ -163,7 +195,8 @@ typedef struct stem_unet_tap {
     int block, layer;   /* block index; resnet/attention index inside it */
     int level;
     const stem_attn_site *attn; /* transformer-block kinds; NULL otherwise */
-    stem_tensor *x;
+    stem_tensor *x;     /* samples frame0 .. frame0 + x->shape[0] - 1 */
+    int64_t frame0;     /* 0 unless the forward is sliced */
     stem_tensor *skip;  /* STEM_TAP_UP_CONCAT only */
     stem_arena *arena;  /* scratch, released after the enclosing block */
 } stem_unet_tap;
@@ -173,6 +206,9 @@ typedef stem_status (*stem_unet_tap_fn)(void *user, const stem_unet_tap *tap);
 typedef struct stem_unet_hooks {
     stem_self_attention_fn self_attention; /* NULL: stem_self_attention_default */
     void *self_attention_user;
+    /* NULL: attn1 runs per slice in one phase. Set: two phases (see above); it gets
+     * self_attention_user. */
+    stem_self_attention_collect_fn self_attention_collect;
     stem_unet_tap_fn tap;                  /* NULL: no taps */
     void *tap_user;
     unsigned tap_mask;                     /* STEM_TAP_BIT(kind) | ... */
@@ -210,5 +246,19 @@ int stem_unet_level_sizes(const stem_unet *u, int64_t h, int64_t w, int64_t *hs,
 stem_status stem_unet_forward(stem_unet *u, stem_arena *arena, const stem_tensor *sample, const float *timesteps,
                               int64_t n_timesteps, const stem_tensor *context, const stem_unet_hooks *hooks,
                               stem_tensor *out);
+
+/* The same forward, layer-major: every module runs over all B samples in slices of
+ * at most slice_frames (>= 1; >= B is stem_unet_forward), releasing each slice's
+ * temporaries before the next. With hooks->self_attention_collect, attn1 spans all B
+ * samples (two phases, see the hooks above). Results equal stem_unet_forward's to
+ * float rounding (the GEMM shapes change). */
+stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem_tensor *sample,
+                                     const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
+                                     const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out);
+
+/* Elements per sample that a sliced forward keeps for all samples at once on an
+ * h x w input: the skip connections, the two up-path buffers and the largest
+ * transformer's token stream [N, C] (not counting what a collect hook keeps). */
+int64_t stem_unet_sliced_state_elements(const stem_unet *u, int64_t h, int64_t w);
 
 #endif

@@ -81,27 +81,44 @@ struct stem_unet {
     const char *attn1_names[STEM_UNET_MAX_LEVELS * 2 * STEM_UNET_MAX_LAYERS * STEM_UNET_MAX_LAYERS + STEM_UNET_MAX_LAYERS];
 };
 
-/* State of one forward pass. */
+/* State of one forward pass, or of one slice of its samples (unet_slice_run). */
 typedef struct unet_run {
     stem_unet *u;
     stem_arena *arena;
     const stem_unet_hooks *hooks;
-    int64_t batch;
-    stem_tensor temb_act; /* SiLU(time embedding) [B, T]: every resnet's time_emb_proj input */
-    stem_tensor context;  /* [B, S, C_x] */
+    int64_t batch;        /* samples in this run (a slice: n of frames_total) */
+    int64_t frame0;       /* the first of them within the forward */
+    int64_t frames_total; /* B: samples in the forward */
+    int64_t slice;        /* samples per slice: the modules run on at most this many at once */
+    stem_tensor temb_act; /* SiLU(time embedding) [batch, T]: every resnet's time_emb_proj input */
+    stem_tensor context;  /* [batch, S, C_x] */
 } unet_run;
 
 /* A tensor of the UNet's dtype from the run's arena. */
 stem_status unet_tmp(unet_run *r, int ndim, const int64_t *shape, stem_tensor *t);
 bool unet_tap_on(const unet_run *r, stem_unet_tap_kind kind);
 
+/* Samples [f0, f0 + n) of a run: *sub is r restricted to them (time embedding and
+ * context rows narrowed). */
+stem_status unet_slice_run(const unet_run *r, int64_t f0, int64_t n, unet_run *sub);
+/* Samples in the slice starting at f0. */
+int64_t unet_slice_len(const unet_run *r, int64_t f0);
+/* One module on one slice: x and y hold that slice's samples (and may be one tensor). */
+typedef stem_status (*unet_slice_fn)(unet_run *slice, const void *module, const stem_tensor *x, stem_tensor *y);
+/* y = module(x) over slices of r->slice samples; x, y [B, ...] hold all r->batch
+ * samples (the same tensor for in-place modules). The arena is reset after each slice. */
+stem_status unet_over_slices(unet_run *r, unet_slice_fn fn, const void *module, const stem_tensor *x, stem_tensor *y);
+
+/* The modules below apply per sample, so each runs over slices of r->slice samples
+ * (all at once when r->slice >= r->batch), every slice's temporaries released before
+ * the next; x and y hold all r->batch samples. */
+
 /* x [B, c_in, H, W] -> y [B, c_out, H, W] (y caller-allocated, must not alias x). */
 stem_status unet_resnet_forward(unet_run *r, const unet_resnet *rn, const stem_tensor *x, stem_tensor *y);
-/* x [B, C, H, W], in place. */
+/* x [B, C, H, W], in place. With a collect hook attn1 spans all B samples (two phases). */
 stem_status unet_transformer_forward(unet_run *r, const unet_transformer *tr, stem_tensor *x);
 /* x [B, C, H, W] -> y [B, C, H', W'] (3x3 conv, stride 2). */
-stem_status unet_downsample_forward(unet_run *r, const unet_block *blk, int padding, const stem_tensor *x,
-                                    stem_tensor *y);
+stem_status unet_downsample_forward(unet_run *r, const unet_block *blk, const stem_tensor *x, stem_tensor *y);
 /* x [B, C, H, W] -> nearest resize to y's H', W' -> 3x3 conv -> y [B, C, H', W']. */
 stem_status unet_upsample_forward(unet_run *r, const unet_block *blk, const stem_tensor *x, stem_tensor *y);
 

@@ -45,30 +45,65 @@ static stem_status scope_view(const stem_tensor *x, int64_t f0, int64_t count, s
     return stem_tensor_reshape(&rows, 3, shape, out);
 }
 
-/* STEM-SA on one scope: q, k, v, out [1, n, C]. The bases come back head-major
- * [H, M, d]; the attention wants them token-major [1, M, C] like q. */
-static stem_status stem_scope(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
-                              const stem_em_options *em, float scale, stem_tensor *out) {
-    stem_backend *be = q->backend;
-    const int64_t C = q->shape[2], d = C / heads, M = em->bases;
-    int64_t hmd[3] = {heads, M, d}, mhd[3] = {M, heads, d}, one_mc[3] = {1, M, C};
-    stem_tensor kb = {0}, vb = {0}, kt = {0}, vt = {0};
-    stem_status s = stem_tensor_new(be, q->dtype, 3, hmd, &kb);
-    if (s == STEM_OK) s = stem_tensor_new(be, q->dtype, 3, hmd, &vb);
-    if (s == STEM_OK) s = stem_tensor_new(be, q->dtype, 3, mhd, &kt);
-    if (s == STEM_OK) s = stem_tensor_new(be, q->dtype, 3, mhd, &vt);
+stem_status stem_sa_bases(const stem_tensor *k, const stem_tensor *v, int64_t heads, const stem_em_options *em,
+                          stem_tensor *k_base, stem_tensor *v_base) {
+    char a[STEM_SHAPE_STR_LEN];
+    const int64_t C = k->shape[k->ndim - 1], M = em->bases;
+    if (heads < 1 || C % heads)
+        return stem_fail(STEM_E_SHAPE, "stem bases: %lld channels do not split into %lld heads", (long long)C,
+                         (long long)heads);
+    const stem_tensor *outs[2] = {k_base, v_base};
+    for (int i = 0; i < 2; i++)
+        if (outs[i]->ndim != 3 || outs[i]->shape[0] != 1 || outs[i]->shape[1] != M || outs[i]->shape[2] != C)
+            return stem_fail(STEM_E_SHAPE, "stem bases: %s_base has shape %s, expected [1, %lld, %lld]",
+                             i ? "v" : "k", stem_shape_str(outs[i], a, sizeof a), (long long)M, (long long)C);
+    STEM_TRY(stem_em_options_check(em));
+    /* the EM gives head-major [H, M, d]; the attention wants token-major [1, M, C] like q */
+    const int64_t d = C / heads;
+    int64_t hmd[3] = {heads, M, d}, mhd[3] = {M, heads, d};
+    stem_tensor kb = {0}, vb = {0}, kt, vt;
+    stem_status s = stem_tensor_new(k->backend, k_base->dtype, 3, hmd, &kb);
+    if (s == STEM_OK) s = stem_tensor_new(k->backend, k_base->dtype, 3, hmd, &vb);
     if (s == STEM_OK) s = stem_em_bases_tokens(k, v, heads, NULL, em, &kb, &vb);
     static const int perm[3] = {1, 0, 2}; /* [H, M, d] -> [M, H, d] = [M, C] */
+    if (s == STEM_OK) s = stem_tensor_reshape(k_base, 3, mhd, &kt);
+    if (s == STEM_OK) s = stem_tensor_reshape(v_base, 3, mhd, &vt);
     if (s == STEM_OK) s = stem_permute(&kb, perm, &kt);
     if (s == STEM_OK) s = stem_permute(&vb, perm, &vt);
-    stem_tensor kv, vv;
-    if (s == STEM_OK) s = stem_tensor_reshape(&kt, 3, one_mc, &kv);
-    if (s == STEM_OK) s = stem_tensor_reshape(&vt, 3, one_mc, &vv);
-    if (s == STEM_OK) s = stem_attention_heads(q, &kv, &vv, (int)heads, scale, out);
     stem_tensor_free(&kb);
     stem_tensor_free(&vb);
-    stem_tensor_free(&kt);
-    stem_tensor_free(&vt);
+    return s;
+}
+
+stem_status stem_sa_attend(const stem_tensor *q, const stem_tensor *k_scope, const stem_tensor *v_scope,
+                           int64_t heads, stem_tensor *out) {
+    char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
+    if (q->ndim != 3 || !stem_same_shape(q, out))
+        return stem_fail(STEM_E_SHAPE, "self-attention: q %s and out %s must be the same [frames, tokens, channels]",
+                         stem_shape_str(q, a, sizeof a), stem_shape_str(out, b, sizeof b));
+    const int64_t C = q->shape[2];
+    if (heads < 1 || C % heads)
+        return stem_fail(STEM_E_SHAPE, "self-attention: %lld channels do not split into %lld heads", (long long)C,
+                         (long long)heads);
+    /* every query row attends to the same keys: q as one sequence [1, frames*N, C] */
+    stem_tensor qs, os;
+    STEM_TRY(scope_view(q, 0, q->shape[0], &qs));
+    STEM_TRY(scope_view(out, 0, out->shape[0], &os));
+    const float scale = (float)(1.0 / sqrt((double)(C / heads)));
+    return stem_attention_heads(&qs, k_scope, v_scope, (int)heads, scale, &os);
+}
+
+/* STEM-SA on one scope: q, k, v, out [1, n, C]. */
+static stem_status stem_scope(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
+                              const stem_em_options *em, stem_tensor *out) {
+    int64_t one_mc[3] = {1, em->bases, q->shape[2]};
+    stem_tensor kb = {0}, vb = {0};
+    stem_status s = stem_tensor_new(q->backend, q->dtype, 3, one_mc, &kb);
+    if (s == STEM_OK) s = stem_tensor_new(q->backend, q->dtype, 3, one_mc, &vb);
+    if (s == STEM_OK) s = stem_sa_bases(k, v, heads, em, &kb, &vb);
+    if (s == STEM_OK) s = stem_sa_attend(q, &kb, &vb, heads, out);
+    stem_tensor_free(&kb);
+    stem_tensor_free(&vb);
     return s;
 }
 
@@ -116,7 +151,7 @@ stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, cons
             /* o->em.chunk is the index of the first chunk in q (non-zero when the caller
              * runs the video in slices of whole chunks) */
             em.chunk = o->scope == STEM_SCOPE_CHUNK ? o->em.chunk + (uint32_t)c : 0;
-            STEM_TRY(stem_scope(&qs, &ks, &vs, heads, &em, scale, &os));
+            STEM_TRY(stem_scope(&qs, &ks, &vs, heads, &em, &os));
         }
     }
     return STEM_OK;
