@@ -53,6 +53,9 @@ run() { # name seconds command...: log to $logs/name.log, note pass/fail
 for t in test_cuda_parity test_em test_unet test_clip_text test_vae test_invert; do
     [ -x "$root/tests/$t" ] && run "$t" 120 "$root/tests/$t"
 done
+# the atomic EM kernel (STEM_CUDA_EM=fused) and cuBLAS attention (STEM_CUDA_ATTENTION=gemm) too
+STEM_CUDA_EM=fused run test_cuda_parity_em_fused 60 "$root/tests/test_cuda_parity"
+STEM_CUDA_ATTENTION=gemm run test_cuda_parity_attention_gemm 60 "$root/tests/test_cuda_parity"
 for f in "$logs"/test_*.log; do
     note "== $(basename "$f" .log): $(grep -E '^\[  PASSED  \] [0-9]+' "$f" | tr -s ' ') $(grep -E ' SKIPPED TEST' "$f" | tr -s ' ')"
     grep -E '^\[  FAILED  \] [^0-9]|^\[  ERROR   \]' "$f" | head -20 | tee -a "$summary"
@@ -63,7 +66,9 @@ inv=/tmp/stem-gpu/inv
 run invert_cpu 120 "$root/bin/stem" invert --backend cpu --out "$inv-cpu" --force --quiet
 run invert_cuda_f32 60 "$root/bin/stem" invert --backend cuda --out "$inv-cuda-f32" --force --quiet
 run invert_cuda_f16 60 "$root/bin/stem" invert --backend cuda --dtype f16 --out "$inv-cuda-f16" --force --quiet
-run compare_invert 60 python3 scripts/gpu/compare_invert.py "$inv-cpu" "$inv-cuda-f32" "$inv-cuda-f16"
+# layer-major (video scope over frame slices): a 3 MiB budget gives slices of 2 of the 8 frames
+run invert_cuda_f32_layer_major 60 "$root/bin/stem" invert --backend cuda --mem-limit 3M --out "$inv-cuda-f32-lm" --force --quiet
+run compare_invert 60 python3 scripts/gpu/compare_invert.py "$inv-cpu" "$inv-cuda-f32" "$inv-cuda-f16" "$inv-cuda-f32-lm"
 tee -a "$summary" <"$logs/compare_invert.log"
 
 # 3. the 16-frame 512x512 SD 1.5 (random weights) f16 benchmark, stem vs PyTorch on this GPU
@@ -77,11 +82,27 @@ run bench_invert_sd15_f16 300 python3 bench/invert_torch.py --stem "$root/bin/st
 grep -h '^{' "$logs/bench_invert_sd15_f16.log" >"$out/bench_invert.jsonl"
 grep -v '^{' "$logs/bench_invert_sd15_f16.log" | tail -15 | tee -a "$summary"
 
+# 3a. the same 16 frames layer-major on the GPU (slices of frames under a 1.5 GB budget)
+clip16=/tmp/stem-fullsize/clip-synthetic-16
+if [ -d "$clip16" ]; then
+    for lm in all:0 layer_major:1500M; do
+        name=${lm%%:*} limit=${lm#*:}
+        run "invert_sd15_f16_$name" 120 "$root/bin/stem" invert --backend cuda --dtype f16 --model /tmp/stem-fullsize/sd15-pipe \
+            --frames "$clip16" --n-frames 16 --width 512 --height 512 --steps 10 --prompt "a red square moving right" \
+            --out "/tmp/stem-gpu/sd15-$name" --force --quiet $([ "$limit" != 0 ] && echo --mem-limit "$limit")
+        python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(sys.argv[2], 'frames/eval', m['options'].get('frames_per_unet_evaluation'), 'layer_major', m['options'].get('layer_major_unet'), 'inv_s %.2f rec_s %.2f' % (m['timing']['inversion_s'], m['timing']['reconstruction_s']), 'device MiB', m['environment'].get('device_memory_peak_bytes', 0) >> 20, 'psnr', m.get('metrics', {}).get('reconstruction_vs_input', {}).get('mean_psnr_db'))" \
+            "/tmp/stem-gpu/sd15-$name/manifest.json" "$name" 2>&1 | tee -a "$summary"
+    done
+fi
+
 # 3b. the UNet forward alone (SD 1.5, 16 latents of 64x64 = 16 frames of 512x512), stem vs PyTorch
 run bench_unet_sd15_f16 120 python3 bench/unet_torch.py --stem-bin "$root/bench/unet" --device cuda --dtype f16 \
     --sizes 64 --batch 16 --reps 5 --threads 16 --work /tmp/stem-fullsize
 grep -h '^{' "$logs/bench_unet_sd15_f16.log" >"$out/bench_unet.jsonl"
 grep -h unet_ratio "$logs/bench_unet_sd15_f16.log" | tee -a "$summary"
+STEM_CUDA_ATTENTION=gemm run bench_unet_sd15_f16_attention_gemm 60 "$root/bench/unet" /tmp/stem-fullsize/sd15/unet \
+    --size 64 --batch 16 --reps 5 --backend cuda --dtype f16
+grep -h '"kind":"unet"' "$logs/bench_unet_sd15_f16_attention_gemm.log" | tee -a "$summary"
 
 # 4. op benchmarks on the GPU
 run bench_ops_f32 60 "$root/bench/ops" --backend cuda --dtype f32 --quick
@@ -92,6 +113,8 @@ grep -h '^{' "$logs"/bench_ops_f*.log >"$out/bench_ops.jsonl"
 if command -v compute-sanitizer >/dev/null; then
     run sanitizer_memcheck 90 compute-sanitizer --tool memcheck --error-exitcode 3 \
         "$root/bin/stem" invert --backend cuda --steps 2 --out "$inv-sanitizer" --force --quiet
-    grep -E "ERROR SUMMARY|Invalid|out of bounds" "$logs/sanitizer_memcheck.log" | head -5 | tee -a "$summary"
+    run sanitizer_memcheck_layer_major 90 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        "$root/bin/stem" invert --backend cuda --dtype f16 --steps 2 --mem-limit 1500K --out "$inv-sanitizer-lm" --force --quiet
+    grep -h -E "ERROR SUMMARY|Invalid|out of bounds" "$logs"/sanitizer_memcheck*.log | head -8 | tee -a "$summary"
 fi
 exit $status
