@@ -663,6 +663,8 @@ int cmd_invert(int argc, char **argv) {
     json_object_object_add(env, "json_c", json_object_new_string(json_c_version()));
     json_object_object_add(env, "libpng", json_object_new_string(png_get_libpng_ver(NULL)));
     json_object_object_add(env, "mem_limit_bytes", json_object_new_uint64(limit));
+    /* the UNet's activations (and, layer-major, the all-frame state): the --mem-limit budget */
+    json_object_object_add(env, "unet_activation_peak_bytes", json_object_new_uint64(stem_arena_peak(p.arena)));
     if (st.device_used_peak)
         json_object_object_add(env, "device_memory_peak_bytes", json_object_new_uint64(st.device_used_peak));
     json_object_object_add(manifest, "environment", env);
