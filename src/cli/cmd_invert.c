@@ -317,6 +317,22 @@ static void on_signal(int sig) {
 
 /* ---- per-step saving and resume ------------------------------------------------------- */
 
+/* "512 KiB", "143 MiB", "12.5 GiB": sizes in messages, readable at any scale. */
+typedef struct size_text {
+    char s[32];
+} size_text;
+
+static size_text size_str(double bytes) {
+    size_text t;
+    if (bytes < 1048576.0)
+        snprintf(t.s, sizeof t.s, "%.0f KiB", bytes / 1024.0);
+    else if (bytes < 10.0 * 1073741824.0)
+        snprintf(t.s, sizeof t.s, "%.0f MiB", bytes / 1048576.0);
+    else
+        snprintf(t.s, sizeof t.s, "%.1f GiB", bytes / 1073741824.0);
+    return t;
+}
+
 typedef struct run_state {
     const invert_args *args;
     const char *dir; /* the .partial output folder */
@@ -536,27 +552,27 @@ int cmd_invert(int argc, char **argv) {
     a.inv.unet_frames = plan.needed_all <= limit ? fr.count : plan.unet_frames;
     if (!plan.fits && plan.layer_major) {
         s = stem_fail(STEM_E_ARG, "--attention %s --em-scope video keeps every frame's skip connections, hidden state "
-                      "and attention keys/values: about %.0f MiB for %d frames, plus %.0f MiB for one frame at a "
-                      "time, over the %.0f MiB memory limit; raise --mem-limit, use fewer frames, or --em-scope chunk "
+                      "and attention keys/values: about %s for %d frames, plus %s for one frame at a "
+                      "time, over the %s memory limit; raise --mem-limit, use fewer frames, or --em-scope chunk "
                       "(the original's per-chunk bases)", stem_sa_mode_name(a.inv.sa.mode),
-                      plan.all_frame_state / 1048576.0, fr.count, (plan.needed - plan.all_frame_state) / 1048576.0,
-                      limit / 1048576.0);
+                      size_str((double)plan.all_frame_state).s, fr.count,
+                      size_str((double)(plan.needed - plan.all_frame_state)).s, size_str((double)limit).s);
         goto fail;
     }
     if (!plan.fits) {
-        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %.0f MiB of UNet "
-                      "activations, over the %.0f MiB memory limit; raise --mem-limit or use fewer frames",
+        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %s of UNet "
+                      "activations, over the %s memory limit; raise --mem-limit or use fewer frames",
                       stem_sa_mode_name(a.inv.sa.mode), stem_em_scope_name(a.inv.sa.scope), fr.count,
-                      plan.needed_all / 1048576.0, limit / 1048576.0);
+                      size_str((double)plan.needed_all).s, size_str((double)limit).s);
         goto fail;
     }
     if (!a.quiet && stem_invert_layer_major(&a.inv, fr.count))
         fprintf(stderr, "stem invert: layer-major UNet: each module over %lld of the %d frames at a time (memory "
-                "limit %.0f MiB; all frames at once need about %.0f MiB)\n", (long long)a.inv.unet_frames, fr.count,
-                limit / 1048576.0, plan.needed_all / 1048576.0);
+                "limit %s; all frames at once need about %s)\n", (long long)a.inv.unet_frames, fr.count,
+                size_str((double)limit).s, size_str((double)plan.needed_all).s);
     else if (!a.quiet && a.inv.unet_frames < fr.count)
-        fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %.0f MiB)\n",
-                (long long)a.inv.unet_frames, limit / 1048576.0);
+        fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %s)\n",
+                (long long)a.inv.unet_frames, size_str((double)limit).s);
 
     /* output folder: everything goes to DIR.partial and is renamed when complete */
     if (a.force && !a.resume && stat(a.out, &st_out) == 0 && (s = stem_remove_tree(a.out)) != STEM_OK) goto fail;
