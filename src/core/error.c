@@ -42,6 +42,18 @@ const char *stem_last_error(void) { return last_error[0] ? last_error : "no erro
 
 void stem_clear_error(void) { last_error[0] = '\0'; }
 
+void stem_remark(stem_note_fn fn, void *user, const char *kind, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fn)
+        fn(user, msg);
+    else
+        fprintf(stderr, "stem: %s: %s\n", kind, msg);
+}
+
 const char *stem_status_name(stem_status code) {
     switch (code) {
     case STEM_OK: return "ok";

@@ -35,6 +35,13 @@ const char *stem_last_error(void);
 const char *stem_status_name(stem_status code);
 void stem_clear_error(void);
 
+/* Receives non-fatal remarks ("skipped 2 non-image files in DIR: a.txt, b.json"). */
+typedef void (*stem_note_fn)(void *user, const char *message);
+
+/* Formats a remark and hands it to fn, or, when fn is NULL, prints it to stderr as
+ * "stem: KIND: message" (kind: "note", "warning"). */
+void stem_remark(stem_note_fn fn, void *user, const char *kind, const char *fmt, ...) STEM_PRINTF(4, 5);
+
 #define STEM_TRY(expr)                                   \
     do {                                                 \
         stem_status stem_try_status_ = (expr);           \

@@ -11,26 +11,9 @@
 
 static const stem_tensor *in_opt(const stem_tensor_map *in, const char *name) { return stem_tensor_map_get(in, name); }
 
-static stem_status in_req(const stem_op_def *op, const stem_tensor_map *in, const char *name, const stem_tensor **out) {
-    const stem_tensor *t = stem_tensor_map_get(in, name);
-    if (!t) return stem_fail(STEM_E_NOTFOUND, "op %s needs input '%s'", op->name, name);
-    *out = t;
-    return STEM_OK;
-}
-
-/* Allocates an output on `be` and registers it in `out` under `name`; *t points into the map. */
-static stem_status new_out(stem_backend *be, stem_tensor_map *out, const char *name, stem_dtype dt, int ndim,
-                           const int64_t *shape, stem_tensor **t) {
-    stem_tensor fresh;
-    STEM_TRY(stem_tensor_new(be, dt, ndim, shape, &fresh));
-    STEM_TRY(stem_tensor_map_put(out, name, fresh));
-    *t = stem_tensor_map_get(out, name);
-    return STEM_OK;
-}
-
 static stem_status out_like(stem_backend *be, stem_tensor_map *out, const char *name, const stem_tensor *x,
                             stem_tensor **t) {
-    return new_out(be, out, name, x->dtype, x->ndim, x->shape, t);
+    return stem_op_output(be, out, name, x->dtype, x->ndim, x->shape, t);
 }
 
 /* "auto" -> 1/sqrt(d), else the number. */
@@ -57,8 +40,8 @@ static stem_status attention_scale(const stem_op_def *op, const stem_attrs *a, i
 static stem_status run_matmul(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                               const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL, *w = NULL, *c = in_opt(in, "c");
-    STEM_TRY(in_req(op, in, "a", &x));
-    STEM_TRY(in_req(op, in, "b", &w));
+    STEM_TRY(stem_op_input(op, in, "a", &x));
+    STEM_TRY(stem_op_input(op, in, "b", &w));
     bool ta, tb;
     double alpha, beta;
     STEM_TRY(stem_attr_bool(op, a, "trans_a", &ta));
@@ -71,7 +54,7 @@ static stem_status run_matmul(const stem_op_def *op, stem_backend *be, const ste
     shape[x->ndim - 2] = x->shape[x->ndim - (ta ? 1 : 2)];
     shape[x->ndim - 1] = w->shape[w->ndim - (tb ? 2 : 1)];
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, shape, &y));
     if (c) STEM_TRY(stem_tensor_copy(c, y));
     else if (beta != 0.0) return stem_fail(STEM_E_ARG, "matmul: beta=%g needs input 'c'", beta);
     return stem_matmul(x, w, ta, tb, (float)alpha, c ? (float)beta : 0.0f, y);
@@ -80,22 +63,22 @@ static stem_status run_matmul(const stem_op_def *op, stem_backend *be, const ste
 static stem_status run_linear(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                               const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL, *w = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
-    STEM_TRY(in_req(op, in, "weight", &w));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "weight", &w));
     if (x->ndim < 1 || w->ndim != 2) return stem_fail(STEM_E_SHAPE, "linear: weight must be [out, in]");
     int64_t shape[STEM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, shape, &y));
     return stem_linear(x, w, in_opt(in, "bias"), y);
 }
 
 static stem_status run_conv2d(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                               const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL, *w = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
-    STEM_TRY(in_req(op, in, "weight", &w));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "weight", &w));
     int64_t st[2], pd[4];
     int nst, npd;
     STEM_TRY(stem_attr_ints(op, a, "stride", st, 2, &nst));
@@ -110,14 +93,14 @@ static stem_status run_conv2d(const stem_op_def *op, stem_backend *be, const ste
     int64_t shape[4] = {x->shape[0], w->shape[0], stem_conv_out_size(x->shape[2], w->shape[2], (int)st[0], pad[0], pad[1]),
                         stem_conv_out_size(x->shape[3], w->shape[3], (int)st[1], pad[2], pad[3])};
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, 4, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, 4, shape, &y));
     return stem_conv2d(x, w, in_opt(in, "bias"), (int)st[0], (int)st[1], pad, y);
 }
 
 static stem_status run_group_norm(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                   const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     int64_t groups;
     double eps;
     bool silu;
@@ -132,7 +115,7 @@ static stem_status run_group_norm(const stem_op_def *op, stem_backend *be, const
 static stem_status run_layer_norm(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                   const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     double eps;
     STEM_TRY(stem_attr_float(op, a, "eps", &eps));
     stem_tensor *y;
@@ -143,7 +126,7 @@ static stem_status run_layer_norm(const stem_op_def *op, stem_backend *be, const
 static stem_status run_softmax(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     double scale;
     STEM_TRY(stem_attr_float(op, a, "scale", &scale));
     stem_tensor *y;
@@ -154,7 +137,7 @@ static stem_status run_softmax(const stem_op_def *op, stem_backend *be, const st
 static stem_status run_unary_kind(stem_unary_kind kind, const stem_op_def *op, stem_backend *be,
                                   const stem_tensor_map *in, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     stem_tensor *y;
     STEM_TRY(out_like(be, out, "y", x, &y));
     return stem_unary(kind, x, y);
@@ -172,21 +155,21 @@ UNARY_RUN(run_quick_gelu, STEM_UNARY_QUICK_GELU)
 static stem_status run_geglu(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                              const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     if (x->ndim < 1) return stem_fail(STEM_E_SHAPE, "geglu: x must have a last axis");
     int64_t shape[STEM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] /= 2;
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, shape, &y));
     return stem_geglu(x, y);
 }
 
 static stem_status run_binary_kind(stem_binary_kind kind, const stem_op_def *op, stem_backend *be,
                                    const stem_tensor_map *in, stem_tensor_map *out) {
     const stem_tensor *x = NULL, *z = NULL;
-    STEM_TRY(in_req(op, in, "a", &x));
-    STEM_TRY(in_req(op, in, "b", &z));
+    STEM_TRY(stem_op_input(op, in, "a", &x));
+    STEM_TRY(stem_op_input(op, in, "b", &z));
     int nd = x->ndim > z->ndim ? x->ndim : z->ndim;
     int64_t shape[STEM_MAX_DIMS];
     for (int i = 0; i < nd; i++) {
@@ -195,7 +178,7 @@ static stem_status run_binary_kind(stem_binary_kind kind, const stem_op_def *op,
         shape[i] = da == 1 ? db : da;
     }
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, nd, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, nd, shape, &y));
     return stem_binary(kind, x, z, y);
 }
 #define BINARY_RUN(fn, kind)                                                                               \
@@ -211,7 +194,7 @@ BINARY_RUN(run_div, STEM_BINARY_DIV)
 static stem_status run_scale(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                              const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     double alpha, beta;
     STEM_TRY(stem_attr_float(op, a, "alpha", &alpha));
     STEM_TRY(stem_attr_float(op, a, "beta", &beta));
@@ -223,7 +206,7 @@ static stem_status run_scale(const stem_op_def *op, stem_backend *be, const stem
 static stem_status run_upsample(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                 const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     if (x->ndim < 2) return stem_fail(STEM_E_SHAPE, "upsample_nearest: x must be [..., h, w]");
     int64_t shape[STEM_MAX_DIMS], size[2];
     memcpy(shape, x->shape, sizeof shape);
@@ -241,7 +224,7 @@ static stem_status run_upsample(const stem_op_def *op, stem_backend *be, const s
     shape[x->ndim - 2] = size[0];
     shape[x->ndim - 1] = size[1];
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, shape, &y));
     return stem_upsample_nearest(x, y);
 }
 
@@ -265,14 +248,14 @@ static stem_status run_concat(const stem_op_def *op, stem_backend *be, const ste
     shape[axis] = 0;
     for (int i = 0; i < count; i++) shape[axis] += xs[i]->ndim > axis ? xs[i]->shape[axis] : 0;
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", xs[0]->dtype, xs[0]->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", xs[0]->dtype, xs[0]->ndim, shape, &y));
     return stem_concat(xs, count, (int)axis, y);
 }
 
 static stem_status run_slice(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                              const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     int64_t axis, start, length;
     STEM_TRY(stem_attr_int(op, a, "axis", &axis));
     STEM_TRY(stem_attr_int(op, a, "start", &start));
@@ -283,14 +266,14 @@ static stem_status run_slice(const stem_op_def *op, stem_backend *be, const stem
     memcpy(shape, x->shape, sizeof shape);
     shape[axis] = length;
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, shape, &y));
     return stem_slice(x, (int)axis, start, y);
 }
 
 static stem_status run_permute(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     int64_t p64[STEM_MAX_DIMS];
     int n;
     STEM_TRY(stem_attr_ints(op, a, "perm", p64, STEM_MAX_DIMS, &n));
@@ -303,14 +286,14 @@ static stem_status run_permute(const stem_op_def *op, stem_backend *be, const st
         shape[i] = x->shape[perm[i]];
     }
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, n, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, n, shape, &y));
     return stem_permute(x, perm, y);
 }
 
 static stem_status run_timestep(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                 const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *t = NULL;
-    STEM_TRY(in_req(op, in, "t", &t));
+    STEM_TRY(stem_op_input(op, in, "t", &t));
     int64_t dim;
     bool flip;
     double shift, period;
@@ -329,7 +312,7 @@ static stem_status run_timestep(const stem_op_def *op, stem_backend *be, const s
     }
     int64_t shape[2] = {t->shape[0], dim};
     stem_tensor *y;
-    stem_status s = new_out(be, out, "y", t->dtype, 2, shape, &y);
+    stem_status s = stem_op_output(be, out, "y", t->dtype, 2, shape, &y);
     if (s == STEM_OK) s = stem_timestep_embedding(&t32, flip, (float)shift, (float)period, y);
     stem_tensor_free(&conv);
     return s;
@@ -338,9 +321,9 @@ static stem_status run_timestep(const stem_op_def *op, stem_backend *be, const s
 static stem_status run_attention(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                  const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *q = NULL, *k = NULL, *v = NULL;
-    STEM_TRY(in_req(op, in, "q", &q));
-    STEM_TRY(in_req(op, in, "k", &k));
-    STEM_TRY(in_req(op, in, "v", &v));
+    STEM_TRY(stem_op_input(op, in, "q", &q));
+    STEM_TRY(stem_op_input(op, in, "k", &k));
+    STEM_TRY(stem_op_input(op, in, "v", &v));
     if (q->ndim < 2 || v->ndim != q->ndim) return stem_fail(STEM_E_SHAPE, "attention: q, k, v need the same rank >= 2");
     float scale;
     STEM_TRY(attention_scale(op, a, q->shape[q->ndim - 1], &scale));
@@ -348,16 +331,16 @@ static stem_status run_attention(const stem_op_def *op, stem_backend *be, const 
     memcpy(shape, q->shape, sizeof shape);
     shape[q->ndim - 1] = v->shape[v->ndim - 1];
     stem_tensor *o;
-    STEM_TRY(new_out(be, out, "out", q->dtype, q->ndim, shape, &o));
+    STEM_TRY(stem_op_output(be, out, "out", q->dtype, q->ndim, shape, &o));
     return stem_attention(q, k, v, scale, o);
 }
 
 static stem_status run_mha(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                            const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *q = NULL, *k = NULL, *v = NULL;
-    STEM_TRY(in_req(op, in, "q", &q));
-    STEM_TRY(in_req(op, in, "k", &k));
-    STEM_TRY(in_req(op, in, "v", &v));
+    STEM_TRY(stem_op_input(op, in, "q", &q));
+    STEM_TRY(stem_op_input(op, in, "k", &k));
+    STEM_TRY(stem_op_input(op, in, "v", &v));
     int64_t heads;
     STEM_TRY(stem_attr_int(op, a, "heads", &heads));
     if (q->ndim != 3 || v->ndim != 3 || heads < 1 || heads > 1024 || q->shape[2] % heads)
@@ -366,37 +349,37 @@ static stem_status run_mha(const stem_op_def *op, stem_backend *be, const stem_t
     STEM_TRY(attention_scale(op, a, q->shape[2] / heads, &scale));
     int64_t shape[3] = {q->shape[0], q->shape[1], v->shape[2]};
     stem_tensor *o;
-    STEM_TRY(new_out(be, out, "out", q->dtype, 3, shape, &o));
+    STEM_TRY(stem_op_output(be, out, "out", q->dtype, 3, shape, &o));
     return stem_attention_heads(q, k, v, (int)heads, scale, o);
 }
 
 static stem_status run_gather(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                               const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *src = NULL, *idx = NULL;
-    STEM_TRY(in_req(op, in, "src", &src));
-    STEM_TRY(in_req(op, in, "idx", &idx));
+    STEM_TRY(stem_op_input(op, in, "src", &src));
+    STEM_TRY(stem_op_input(op, in, "idx", &idx));
     if (src->ndim != 2 || idx->ndim != 1) return stem_fail(STEM_E_SHAPE, "gather_rows: src must be [n, c], idx [m]");
     int64_t shape[2] = {idx->shape[0], src->shape[1]};
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", src->dtype, 2, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", src->dtype, 2, shape, &y));
     return stem_gather_rows(src, idx, y);
 }
 
 static stem_status run_argmax_cos(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                   const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL, *ref = NULL;
-    STEM_TRY(in_req(op, in, "a", &x));
-    STEM_TRY(in_req(op, in, "ref", &ref));
+    STEM_TRY(stem_op_input(op, in, "a", &x));
+    STEM_TRY(stem_op_input(op, in, "ref", &ref));
     if (x->ndim != 2 && x->ndim != 3) return stem_fail(STEM_E_SHAPE, "argmax_cos: a must be [n, c] or [b, n, c]");
     stem_tensor *idx;
-    STEM_TRY(new_out(be, out, "idx", STEM_I32, x->ndim - 1, x->shape, &idx));
+    STEM_TRY(stem_op_output(be, out, "idx", STEM_I32, x->ndim - 1, x->shape, &idx));
     return stem_argmax_cos(x, ref, idx);
 }
 
 static stem_status run_mean_std(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                 const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *x = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
     int64_t axis;
     STEM_TRY(stem_attr_int(op, a, "axis", &axis));
     if (axis < 0) axis += x->ndim;
@@ -406,8 +389,8 @@ static stem_status run_mean_std(const stem_op_def *op, stem_backend *be, const s
     for (int i = 0; i < x->ndim; i++)
         if (i != axis) shape[nd++] = x->shape[i];
     stem_tensor *mean, *std;
-    STEM_TRY(new_out(be, out, "mean", x->dtype, nd, shape, &mean));
-    STEM_TRY(new_out(be, out, "std", x->dtype, nd, shape, &std));
+    STEM_TRY(stem_op_output(be, out, "mean", x->dtype, nd, shape, &mean));
+    STEM_TRY(stem_op_output(be, out, "std", x->dtype, nd, shape, &std));
     return stem_mean_std(x, (int)axis, mean, std);
 }
 
@@ -423,7 +406,7 @@ static stem_status run_philox(const stem_op_def *op, stem_backend *be, const ste
     for (int i = 0; i < 3; i++)
         if (w[i] < 0 || w[i] > 0xffffffffLL) return stem_fail(STEM_E_ARG, "philox_normal: w%d must fit 32 bits", i + 1);
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", STEM_F32, nd, shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", STEM_F32, nd, shape, &y));
     return stem_philox_normal((uint64_t)seed, (uint32_t)w[0], (uint32_t)w[1], (uint32_t)w[2], y);
 }
 

@@ -191,3 +191,20 @@ stem_status stem_op_execute(const stem_op_def *op, stem_backend *be, stem_dtype 
     stem_tensor_map_free(&dev_out);
     return s;
 }
+
+stem_status stem_op_input(const stem_op_def *op, const stem_tensor_map *in, const char *name,
+                          const stem_tensor **out) {
+    const stem_tensor *t = stem_tensor_map_get(in, name);
+    if (!t) return stem_fail(STEM_E_NOTFOUND, "op %s needs input '%s'", op->name, name);
+    *out = t;
+    return STEM_OK;
+}
+
+stem_status stem_op_output(stem_backend *be, stem_tensor_map *out, const char *name, stem_dtype dt, int ndim,
+                           const int64_t *shape, stem_tensor **t) {
+    stem_tensor fresh;
+    STEM_TRY(stem_tensor_new(be, dt, ndim, shape, &fresh));
+    STEM_TRY(stem_tensor_map_put(out, name, fresh));
+    *t = stem_tensor_map_get(out, name);
+    return STEM_OK;
+}

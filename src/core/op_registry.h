@@ -65,6 +65,14 @@ stem_status stem_attr_string(const stem_op_def *op, const stem_attrs *a, const c
 stem_status stem_attr_ints(const stem_op_def *op, const stem_attrs *a, const char *name,
                            int64_t *out, int max, int *count);
 
+/* For an op's run function: input `name` of `in` (STEM_E_NOTFOUND naming op and
+ * input when missing), and a new output on `be` registered in `out` under `name`
+ * (*t points into the map). */
+stem_status stem_op_input(const stem_op_def *op, const stem_tensor_map *in, const char *name,
+                          const stem_tensor **out);
+stem_status stem_op_output(stem_backend *be, stem_tensor_map *out, const char *name, stem_dtype dt, int ndim,
+                           const int64_t *shape, stem_tensor **t);
+
 /* Runs `op` on host tensors: validates inputs by name, moves them to `be` in
  * `dtype` (f32 or f16; integer inputs unchanged), runs, and returns the outputs as
  * host f32 (or integer) tensors in `out`. */

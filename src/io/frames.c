@@ -8,7 +8,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +25,7 @@
 #include <libswscale/swscale.h>
 #endif
 
-static void note(stem_note_fn fn, void *user, const char *fmt, ...) STEM_PRINTF(3, 4);
-static void note(stem_note_fn fn, void *user, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (fn)
-        fn(user, msg);
-    else
-        fprintf(stderr, "stem: note: %s\n", msg);
-}
+#define note(fn, user, ...) stem_remark(fn, user, "note", __VA_ARGS__)
 
 static bool has_image_extension(const char *name) {
     const char *dot = strrchr(name, '.');

@@ -23,9 +23,8 @@
 #include "io/image.h"
 #include "io/resize.h"
 
-/* Receives non-fatal remarks ("skipped 2 non-image files in DIR: a.txt, b.json").
- * NULL wherever one is asked for: the remark goes to stderr as "stem: note: ...". */
-typedef void (*stem_note_fn)(void *user, const char *message);
+/* Non-fatal remarks go to a stem_note_fn (core/error.h); NULL wherever one is asked
+ * for: the remark goes to stderr as "stem: note: ...". */
 
 /* ---- streaming ------------------------------------------------------------------- */
 

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,18 +77,7 @@ stem_status stem_yaml_config_defaults(stem_yaml_config *c) {
     return STEM_OK;
 }
 
-static void warn(stem_note_fn fn, void *user, const char *fmt, ...) STEM_PRINTF(3, 4);
-static void warn(stem_note_fn fn, void *user, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (fn)
-        fn(user, msg);
-    else
-        fprintf(stderr, "stem: warning: %s\n", msg);
-}
+#define warn(fn, user, ...) stem_remark(fn, user, "warning", __VA_ARGS__)
 
 static bool is_null_scalar(const yaml_node_t *v) {
     if (v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;

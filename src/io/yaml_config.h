@@ -20,7 +20,6 @@
 
 #include "core/error.h"
 
-typedef void (*stem_note_fn)(void *user, const char *message); /* as in io/frames.h */
 
 typedef enum stem_config_key {
     STEM_CFG_SEED,              /* int      default 1 */

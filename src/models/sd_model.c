@@ -106,14 +106,18 @@ static void inspect_weights(const char *dir, stem_sd_component *c) {
 
 /* ---- per-component configs ----------------------------------------------------------- */
 
-static void inspect_text_encoder(stem_sd_info *info, const char *dir, stem_sd_component *c) {
+/* dir/config.json, or false with the reason recorded as c's problem. */
+static bool load_component_config(const char *dir, stem_sd_component *c, stem_config *cfg) {
     char path[1500];
     snprintf(path, sizeof path, "%s/config.json", dir);
+    if (stem_config_load(path, cfg) == STEM_OK) return true;
+    problem(c, "%s", stem_last_error());
+    return false;
+}
+
+static void inspect_text_encoder(stem_sd_info *info, const char *dir, stem_sd_component *c) {
     stem_config cfg;
-    if (stem_config_load(path, &cfg) != STEM_OK) {
-        problem(c, "%s", stem_last_error());
-        return;
-    }
+    if (!load_component_config(dir, c, &cfg)) return;
     stem_clip_text_config tc;
     if (stem_clip_text_parse_config(&cfg, &tc) != STEM_OK) {
         problem(c, "%s", stem_last_error());
@@ -129,13 +133,8 @@ static void inspect_text_encoder(stem_sd_info *info, const char *dir, stem_sd_co
 }
 
 static void inspect_vae(const char *dir, stem_sd_component *c) {
-    char path[1500];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     stem_config cfg;
-    if (stem_config_load(path, &cfg) != STEM_OK) {
-        problem(c, "%s", stem_last_error());
-        return;
-    }
+    if (!load_component_config(dir, c, &cfg)) return;
     stem_vae_config vc;
     if (stem_vae_parse_config(&cfg, &vc) != STEM_OK) {
         problem(c, "%s", stem_last_error());
@@ -152,13 +151,8 @@ static void inspect_vae(const char *dir, stem_sd_component *c) {
 }
 
 static void inspect_unet(stem_sd_info *info, const char *dir, stem_sd_component *c) {
-    char path[1500];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     stem_config cfg;
-    if (stem_config_load(path, &cfg) != STEM_OK) {
-        problem(c, "%s", stem_last_error());
-        return;
-    }
+    if (!load_component_config(dir, c, &cfg)) return;
     int64_t chans[8], heads[8], cross = 0, layers = 0, sample = 0;
     int n = 0, nh = 0;
     bool linear = false;

@@ -14,22 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static stem_status in_req(const stem_op_def *op, const stem_tensor_map *in, const char *name, const stem_tensor **out) {
-    const stem_tensor *t = stem_tensor_map_get(in, name);
-    if (!t) return stem_fail(STEM_E_NOTFOUND, "op %s needs input '%s'", op->name, name);
-    *out = t;
-    return STEM_OK;
-}
-
-static stem_status new_out(stem_backend *be, stem_tensor_map *out, const char *name, stem_dtype dt, int ndim,
-                           const int64_t *shape, stem_tensor **t) {
-    stem_tensor fresh;
-    STEM_TRY(stem_tensor_new(be, dt, ndim, shape, &fresh));
-    STEM_TRY(stem_tensor_map_put(out, name, fresh));
-    *t = stem_tensor_map_get(out, name);
-    return STEM_OK;
-}
-
 static stem_status attr_u32(const stem_op_def *op, const stem_attrs *a, const char *name, uint32_t max, uint32_t *out) {
     int64_t v;
     STEM_TRY(stem_attr_int(op, a, name, &v));
@@ -75,8 +59,8 @@ static stem_status em_attrs(const stem_op_def *op, const stem_attrs *a, stem_em_
 static stem_status run_em(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in, const stem_attrs *a,
                           stem_tensor_map *out) {
     const stem_tensor *k = NULL, *v = NULL, *init = stem_tensor_map_get(in, "init");
-    STEM_TRY(in_req(op, in, "k", &k));
-    STEM_TRY(in_req(op, in, "v", &v));
+    STEM_TRY(stem_op_input(op, in, "k", &k));
+    STEM_TRY(stem_op_input(op, in, "v", &v));
     stem_em_options o;
     int64_t chunk;
     STEM_TRY(em_attrs(op, a, &o));
@@ -86,8 +70,8 @@ static stem_status run_em(const stem_op_def *op, stem_backend *be, const stem_te
     if (k->ndim != 3) return stem_fail(STEM_E_SHAPE, "op em: k must be [heads, tokens, head_dim]");
     int64_t shape[3] = {k->shape[0], o.bases, k->shape[2]};
     stem_tensor *kb, *vb;
-    STEM_TRY(new_out(be, out, "k_base", k->dtype, 3, shape, &kb));
-    STEM_TRY(new_out(be, out, "v_base", k->dtype, 3, shape, &vb));
+    STEM_TRY(stem_op_output(be, out, "k_base", k->dtype, 3, shape, &kb));
+    STEM_TRY(stem_op_output(be, out, "v_base", k->dtype, 3, shape, &vb));
     return stem_em_bases(k, v, init, &o, kb, vb);
 }
 
@@ -96,9 +80,9 @@ static stem_status run_em(const stem_op_def *op, stem_backend *be, const stem_te
 static stem_status run_stem_attention(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
                                       const stem_attrs *a, stem_tensor_map *out) {
     const stem_tensor *q = NULL, *k = NULL, *v = NULL;
-    STEM_TRY(in_req(op, in, "q", &q));
-    STEM_TRY(in_req(op, in, "k", &k));
-    STEM_TRY(in_req(op, in, "v", &v));
+    STEM_TRY(stem_op_input(op, in, "q", &q));
+    STEM_TRY(stem_op_input(op, in, "k", &k));
+    STEM_TRY(stem_op_input(op, in, "v", &v));
     stem_sa_options o;
     stem_sa_options_default(&o);
     const char *mode, *scope;
@@ -111,7 +95,7 @@ static stem_status run_stem_attention(const stem_op_def *op, stem_backend *be, c
     STEM_TRY(stem_attr_int(op, a, "batch_size", &o.batch_size));
     STEM_TRY(em_attrs(op, a, &o.em));
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "out", q->dtype, q->ndim, q->shape, &y));
+    STEM_TRY(stem_op_output(be, out, "out", q->dtype, q->ndim, q->shape, &y));
     return stem_self_attention_heads(q, k, v, frames, &o, y);
 }
 
@@ -170,11 +154,11 @@ static stem_status run_ddim_with(const stem_op_def *op, stem_backend *be, const 
     else if (!strcmp(which, "add_noise")) kind = STEM_DDIM_ADD_NOISE;
     else return stem_fail(STEM_E_ARG, "op ddim: which='%s' is not one of timesteps, alphas, invert, sample, add_noise", which);
     const stem_tensor *x = NULL, *eps = NULL;
-    STEM_TRY(in_req(op, in, "x", &x));
-    STEM_TRY(in_req(op, in, "eps", &eps));
+    STEM_TRY(stem_op_input(op, in, "x", &x));
+    STEM_TRY(stem_op_input(op, in, "eps", &eps));
     if (t < 0 || t > 1000000) return stem_fail(STEM_E_ARG, "op ddim: t=%lld is not a timestep", (long long)t);
     stem_tensor *y;
-    STEM_TRY(new_out(be, out, "y", x->dtype, x->ndim, x->shape, &y));
+    STEM_TRY(stem_op_output(be, out, "y", x->dtype, x->ndim, x->shape, &y));
     return kind == STEM_DDIM_INVERT   ? stem_ddim_invert_step(s, (int)t, x, eps, y)
            : kind == STEM_DDIM_SAMPLE ? stem_ddim_sample_step(s, (int)t, x, eps, y)
                                       : stem_ddim_add_noise(s, (int)t, x, eps, y);
