@@ -49,8 +49,16 @@ typedef struct cuda_impl {
     cublasHandle_t blas;
     void *ws; /* shared scratch, see the header comment */
     size_t ws_bytes;
+    /* read once from the environment, for comparisons: STEM_CUDA_EM=fused (the atomic
+     * EM kernel), STEM_CUDA_ATTENTION=gemm (every attention through cuBLAS) */
+    bool em_fused, attention_gemm;
     char desc[512];
 } cuda_impl;
+
+static bool env_is(const char *name, const char *value) {
+    const char *e = getenv(name);
+    return e && !strcmp(e, value);
+}
 
 static cuda_impl *impl_of(stem_backend *be) { return (cuda_impl *)be->impl; }
 
@@ -426,9 +434,7 @@ static stem_status cuda_attention(stem_backend *be, const stem_attention_params 
         return stem_fail(STEM_E_SHAPE, "cuda: attention: head widths d=%lld dv=%lld", (long long)p->d, (long long)p->dv);
     BIND(be, "attention");
     if (p->outer == 0 || p->heads == 0 || p->nq == 0) return STEM_OK;
-    /* STEM_CUDA_ATTENTION=gemm: every attention through cuBLAS (for measurements) */
-    const char *how = getenv("STEM_CUDA_ATTENTION");
-    if (p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv > STEM_CUDA_ATTENTION_MAX_D || (how && !strcmp(how, "gemm")))
+    if (p->d > STEM_CUDA_ATTENTION_MAX_D || p->dv > STEM_CUDA_ATTENTION_MAX_D || impl_of(be)->attention_gemm)
         return attention_by_gemm(impl_of(be), p);
     return launched("attention", stem_cuda_attention(p, impl_of(be)->stream));
 }
@@ -544,9 +550,9 @@ static stem_status em_block_by_gemm(cuda_impl *im, const stem_em_block_params *p
           *ones = vf + H * chunk * d;
     STEM_TRY(launched("em_block", stem_cuda_em_normalize_bases(H * m, d, p->norm_eps, p->mu, mu_hat, im->stream)));
     STEM_TRY(launched("em_block", stem_cuda_fill_f32(chunk, 1.f, ones, im->stream)));
+    const size_t es = stem_dtype_size(p->dtype);
     for (int64_t r0 = 0; r0 < p->rows; r0 += chunk) {
         const int64_t r = p->rows - r0 < chunk ? p->rows - r0 : chunk;
-        const size_t es = stem_dtype_size(p->dtype);
         stem_attn_operand k = p->k, v = p->v;
         k.ptr = (const char *)k.ptr + (size_t)(r0 * k.row_stride) * es;
         STEM_TRY(launched("em_block", stem_cuda_em_gather_f32(p->dtype, &k, H, r, d, kf, im->stream)));
@@ -571,16 +577,11 @@ static stem_status em_block_by_gemm(cuda_impl *im, const stem_em_block_params *p
     return STEM_OK;
 }
 
-static bool em_fused_requested(void) {
-    const char *e = getenv("STEM_CUDA_EM");
-    return e && !strcmp(e, "fused");
-}
-
 static stem_status cuda_em_block(stem_backend *be, const stem_em_block_params *p) {
     if (p->dtype != STEM_F32 && p->dtype != STEM_F16 && p->dtype != STEM_BF16)
         return stem_fail(STEM_E_DTYPE, "cuda: em_block: dtype %s is not supported (f32, f16 or bf16)",
                          stem_dtype_name(p->dtype));
-    if (!em_fused_requested()) {
+    if (!impl_of(be)->em_fused) {
         BIND(be, "em_block");
         return em_block_by_gemm(impl_of(be), p);
     }
@@ -698,6 +699,8 @@ stem_status stem_cuda_backend_create(stem_backend **out) {
         return stem_fail(STEM_E_NOMEM, "backend 'cuda': out of host memory");
     }
     im->device = dev;
+    im->em_fused = env_is("STEM_CUDA_EM", "fused");
+    im->attention_gemm = env_is("STEM_CUDA_ATTENTION", "gemm");
     be->ops = &cuda_ops;
     be->kind = STEM_BACKEND_CUDA;
     be->name = "cuda";
