@@ -238,6 +238,7 @@ static inline void bench_machine_print(const bench_machine *m, FILE *out) {
     bench_json_str(&j, "kind", "machine");
     bench_json_str(&j, "date", date);
     bench_json_str(&j, "cpu", m->cpu_model);
+    bench_json_str(&j, "cpu_vendor", stem_cpu_features_get()->vendor);
     bench_json_str(&j, "cpu_flags", m->cpu_flags);
     bench_json_int(&j, "logical_cpus", m->logical_cpus);
     bench_json_str(&j, "isa", m->isa);

@@ -62,7 +62,19 @@ if [ ! -x "$py" ]; then
     "$python" -m venv "$venv"
 fi
 "$py" -m pip install --upgrade pip >&2
-# torch from the CPU wheel index keeps the download small; a CUDA build also works.
-"$py" -m pip install --extra-index-url https://download.pytorch.org/whl/cpu -r "$req" >&2
+# torch's CPU wheel index keeps the download small (~200 MB instead of ~3 GB of CUDA
+# wheels), but many machines reach PyPI only: probe it once (a few seconds) and fall back
+# to PyPI alone, where pip would otherwise retry the dead index for every package.
+cpu_index=https://download.pytorch.org/whl/cpu
+if "$py" - "$cpu_index" <<'PYEOF' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1] + "/", timeout=5)
+PYEOF
+then
+    "$py" -m pip install --extra-index-url "$cpu_index" -r "$req" >&2
+else
+    echo "setup.sh: $cpu_index does not answer; installing from PyPI alone (CUDA torch wheels, ~3 GB)" >&2
+    "$py" -m pip install -r "$req" >&2
+fi
 have_pins "$py"
 echo "$py"

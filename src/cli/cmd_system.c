@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/cpu_info.h"
 #include "io/video_write.h"
 
 int cmd_system(int argc, char **argv) {
@@ -14,6 +15,8 @@ int cmd_system(int argc, char **argv) {
     }
     stem_backend *cpu = stem_cpu_backend();
     printf("stem %s\n", STEM_VERSION);
+    const stem_cpu_features *f = stem_cpu_features_get();
+    printf("cpu: %s (%s, family %d model %d)\n", f->model, f->vendor, f->family, f->model_number);
     printf("%s\n", cpu->ops->describe(cpu));
     printf("video: %s\n", stem_video_write_available() ? "read and write (FFmpeg)" : "no (built without FFmpeg)");
     stem_backend *cuda = NULL;

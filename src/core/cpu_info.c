@@ -4,6 +4,10 @@
 #include "core/cpu_info.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#include <stdint.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,18 +20,65 @@ static stem_cpu_features features;
 static int isa_level;
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 
-static void detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    /* libgcc also checks (xgetbv) that the OS saves the AVX / AVX-512 state. */
-    features.avx2 = __builtin_cpu_supports("avx2");
-    features.fma = __builtin_cpu_supports("fma");
-    features.f16c = __builtin_cpu_supports("f16c");
-    features.avx512f = __builtin_cpu_supports("avx512f");
-    features.avx512bw = __builtin_cpu_supports("avx512bw");
-    features.avx512vl = __builtin_cpu_supports("avx512vl");
-    features.avx512dq = __builtin_cpu_supports("avx512dq");
+/* Which register states the OS saves on a context switch (XCR0, read by xgetbv). */
+static uint64_t os_saved_state(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+/* Brand strings are padded with spaces on either side. */
+static void trim_spaces(char *s) {
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == ' ') s[--n] = '\0';
+    size_t lead = strspn(s, " ");
+    memmove(s, s + lead, n - lead + 1);
+}
+
+/* cpuid directly, the same under gcc and clang (clang 14's __builtin_cpu_supports
+ * knows no "f16c"). A feature counts only when the OS also saves its registers:
+ * YMM for AVX2/FMA/F16C, opmask + ZMM for AVX-512. */
+static void detect_x86(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28);
+    const uint64_t xcr0 = osxsave ? os_saved_state() : 0;
+    const bool ymm = avx && (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe6) == 0xe6;
+    features.fma = ymm && (c & (1u << 12));
+    features.f16c = ymm && (c & (1u << 29));
+    unsigned family = (a >> 8) & 0xf, model = (a >> 4) & 0xf;
+    if (family == 0xf) family += (a >> 20) & 0xff;
+    if (family >= 6) model |= ((a >> 16) & 0xf) << 4;
+    features.family = (int)family;
+    features.model_number = (int)model;
+    if ((unsigned)__get_cpuid_max(0, NULL) >= 7u) {
+        __cpuid_count(7, 0, a, b, c, d);
+        features.avx2 = ymm && (b & (1u << 5));
+        features.avx512f = zmm && (b & (1u << 16));
+        features.avx512dq = zmm && (b & (1u << 17));
+        features.avx512bw = zmm && (b & (1u << 30));
+        features.avx512vl = zmm && (b & (1u << 31));
+    }
+    unsigned vendor[3];
+    __get_cpuid(0, &a, &vendor[0], &vendor[2], &vendor[1]); /* EBX, EDX, ECX spell it */
+    memcpy(features.vendor, vendor, sizeof vendor);
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+        unsigned brand[12];
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002u + i, &brand[4 * i], &brand[4 * i + 1], &brand[4 * i + 2], &brand[4 * i + 3]);
+        memcpy(features.model, brand, sizeof brand);
+        trim_spaces(features.model);
+    }
+}
 #endif
+
+static void detect(void) {
+    snprintf(features.vendor, sizeof features.vendor, "unknown");
+#if defined(__x86_64__) || defined(__i386__)
+    detect_x86();
+#endif
+    if (!features.model[0]) snprintf(features.model, sizeof features.model, "unknown");
     int level = 0;
 #ifdef STEM_HAVE_AVX2
     if (features.avx2 && features.fma && features.f16c) level = 1;

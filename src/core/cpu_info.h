@@ -11,6 +11,9 @@
 
 typedef struct stem_cpu_features {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq;
+    char vendor[13];  /* cpuid vendor: "GenuineIntel", "AuthenticAMD", ... */
+    char model[49];   /* brand string: "AMD EPYC 9B45", "Intel(R) Xeon(R) ..." */
+    int family, model_number; /* cpuid display family / model (AMD Zen 3: 25, Zen 5: 26) */
 } stem_cpu_features;
 
 const stem_cpu_features *stem_cpu_features_get(void);
