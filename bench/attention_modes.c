@@ -1,5 +1,5 @@
 /* bench/attention_modes: one self-attention layer at SD 1.5's top level (N = 64x64
- * tokens per frame, C = 320, 8 heads) over F frames, in each mode of SPEC §5:
+ * tokens per frame, C = 320, 8 heads) over F frames, in each mode of doc/algorithm.md §5:
  *   stem      EM bases over all frames (M = 256, R = 5), then queries vs 256 bases
  *   inflated  every query vs the keys/values of all F frames (streaming, no (FN)^2 matrix)
  *   frame     per-frame attention

@@ -22,7 +22,7 @@ memory is its own), one after the other, same thread count:
 
   torch  refdata/gen/gen_invert.py's pipeline in float32 (or --dtype): diffusers 0.20.2
          UNet2DConditionModel / AutoencoderKL, transformers CLIPTextModel; every attn1
-         through gen_invert.StemSelfAttention (SPEC 5: dense EM from gen_stem.py with
+         through gen_invert.StemSelfAttention (doc/algorithm.md §5: dense EM from gen_stem.py with
          Philox initial bases from philox_ref.py, M bases, R iterations, tau 0.01,
          scope video: one EM over all F frames), attn2 diffusers' own (SDPA); all F frames
          in one UNet batch; TokenFlow/STEM ddim_inversion then DDIM eta = 0 (the loop of

@@ -1,7 +1,7 @@
 /* The whole inversion pipeline (src/pipeline/invert.c) against the PyTorch/diffusers
  * reference: every refdata/golden/invert/<model>__<mode>__<scope>[_<variant>].safetensors
  * (made by refdata/gen/gen_invert.py: diffusers 0.20.2 UNet/VAE + transformers 4.33.3
- * CLIP in float64, attn1 replaced by SPEC §5 with the EM's Philox draws of SPEC §6;
+ * CLIP in float64, attn1 replaced by doc/algorithm.md §5 with the EM's Philox draws of doc/algorithm.md §6;
  * 4 frames of refdata/clips/synthetic at 32x32, latents [4, 4, 8, 8], S = 10 DDIM steps,
  * t = 1 .. 901; prompt "a red square moving right").
  *
@@ -313,6 +313,8 @@ static int64_t layer_major_check(stem_pipeline *p, const golden *g, const stem_t
         snprintf(vs, sizeof vs, "%s vs all frames", what);
         stem_tensor inv[3], rec[3];
         bad += run_and_check(p, g, &o, what, inv, rec);
+        /* Measured max |layer-major - all frames| over the CI matrix (Zen 5): <= 5.2e-5
+         * (rec_z0, one thread), against atol >= 5.4e-4 of the golden: >= 10x. */
         bad += compare_runs(g, vs, inv, rec, all_inv, all_rec);
         free_runs(inv, rec);
     }
@@ -483,7 +485,10 @@ static void layer_major_arena_peak(void **state) {
             prev = peak;
             char label[64];
             snprintf(label, sizeof label, "slices of %lld vs all frames", (long long)slice);
-            assert_int_equal(tm_compare(label, &sliced, &all, 1e-3, 1e-3 * max_abs(&all)), 0);
+            /* M = 16 bases, 2 steps: well-conditioned. Measured max |sliced - all| over the
+             * CI matrix (Zen 5): 1.0e-6 (portable) .. 1.4e-6 (OpenBLAS Haswell), with
+             * max |x| ~ 2.3; 2e-5 of max |x| is ~30x the worst. */
+            assert_int_equal(tm_compare(label, &sliced, &all, 0, 2e-5 * max_abs(&all)), 0);
             stem_tensor_free(&sliced);
         }
         stem_tensor_free(&all);

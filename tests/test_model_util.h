@@ -9,6 +9,7 @@
 #endif
 #include <ftw.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +144,18 @@ static inline int64_t tm_compare(const char *label, const stem_tensor *got, cons
     stem_tensor_free(&g);
     stem_tensor_free(&w);
     return c.violations;
+}
+
+/* max |x| of any tensor (NaN if it holds one). */
+static inline double tm_max_abs(const stem_tensor *x) {
+    stem_tensor h = tm_host_f32(x);
+    double m = 0.0;
+    for (int64_t i = 0; i < stem_numel(&h); i++) {
+        double a = fabs(((const float *)h.data)[i]);
+        if (!(a <= m)) m = a; /* NaN wins */
+    }
+    stem_tensor_free(&h);
+    return m;
 }
 
 static inline double tm_meta_double(const stem_tensor_map *m, const char *key) {

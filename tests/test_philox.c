@@ -1,4 +1,4 @@
-/* Philox4x32-10 and the normal transform of SPEC.md §6 (src/core/philox.h):
+/* Philox4x32-10 and the normal transform of doc/algorithm.md §6 (src/core/philox.h):
  * Random123's known-answer vectors, the uniform map's endpoints, normal numbers
  * against the independent numpy reference (refdata/gen/philox_ref.py), and a
  * statistical sanity check. */

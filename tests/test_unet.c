@@ -23,6 +23,11 @@
 #include "models/unet.h"
 #include "test_util.h"
 
+/* CUDA vs CPU. Not measured per case here (no GPU on the CI machine): the H200 run of
+ * 2026-11-27 (scripts/gpu/run.sh) passed every case at these; f32 without TF32 differs
+ * from the CPU by reduction order only (like the CPU matrix cells, ~1e-6 here), f16 by
+ * its 2^-11 input rounding carried through the UNet. The next GPU session records the
+ * spreads (run.sh prints each comparison's max abs). */
 #define CUDA_F32_TOL 1e-4
 #define CUDA_F16_TOL 3e-2
 
@@ -374,6 +379,8 @@ static void sliced_forward(void **state) {
         snprintf(label, sizeof label, "slices of %lld, default attention", (long long)slices[i]);
         if (run_unet_sliced(u, &sample, &timesteps, &context, NULL, slices[i], &sliced) != STEM_OK)
             fail_msg("%s", stem_last_error());
+        /* Measured max |sliced - whole| over the CI matrix (scripts/test.sh; Zen 5): 8.9e-7
+         * (one thread) .. 1.3e-6 (OpenBLAS SkylakeX), against the golden's 2e-5: >= 15x. */
         assert_int_equal(compare(label, &sliced, &whole, g.rtol, g.atol), 0);
         stem_tensor_free(&sliced);
 

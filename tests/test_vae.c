@@ -77,16 +77,28 @@ static void golden_cpu(void **state) {
     bad += tm_compare("decode", &dec, g.decoded, g.rtol, g.atol_decoded);
     assert_int_equal(bad, 0);
 
-    /* one frame per chunk gives the same numbers as the whole batch */
+    /* One frame per chunk computes the same function as the whole batch, but not bit for
+     * bit: OpenBLAS's Haswell and Prescott sgemm kernels round an element differently
+     * depending on the row count M (the attention's linear layers have M = frames x
+     * tokens) and the conv tiles are grouped differently (2 images per per-thread GEMM
+     * vs 1 image with OpenBLAS threads), and ~30 layers carry the last bits on.
+     * Measured max |chunks - batch| of the decode over the four goldens, per CI matrix
+     * cell (scripts/test.sh), AMD EPYC Zen 5: OpenBLAS SkylakeX 0 (exact), Haswell
+     * 3.6e-6, Prescott 2.5e-6, one thread 4.0e-6, STEM_ISA=avx2 5.0e-6, portable 4.3e-6;
+     * Zen 3 (issue 9) 5e-6 — against max |decoded| ~ 1.9, i.e. <= 2.7e-6 of the scale.
+     * Encode: <= 1.3e-7 against max |latents| ~ 0.13 (1e-6 of the scale).
+     * Tolerance: 1e-5 of the output's scale, ~4x the worst decode (~8x the encode). */
     v.chunk_frames = 1;
     encode_decode(&v, &g, &lat1, &dec1);
-    bad = tm_compare("encode, 1-frame chunks vs batch", &lat1, &lat, 1e-6, 1e-7);
-    bad += tm_compare("decode, 1-frame chunks vs batch", &dec1, &dec, 1e-6, 1e-7);
+    const double chunk_tol = 1e-5;
+    bad = tm_compare("encode, 1-frame chunks vs batch", &lat1, &lat, 0, chunk_tol * tm_max_abs(&lat));
+    bad += tm_compare("decode, 1-frame chunks vs batch", &dec1, &dec, 0, chunk_tol * tm_max_abs(&dec));
     assert_int_equal(bad, 0);
     stem_tensor_free(&lat1);
     stem_tensor_free(&dec1);
 
-    /* f16 outputs: the model converts while copying out */
+    /* f16 outputs: the model converts while copying out; f16 rounding is at most 2^-11
+     * relative (measured 4.9e-4 absolute in every matrix cell), the same on every CPU. */
     stem_tensor dec16 = new_host(STEM_F16, g.decoded->shape);
     if (stem_vae_decode(&v, g.latents, &dec16) != STEM_OK) fail_msg("%s", stem_last_error());
     assert_int_equal(tm_compare("decode into f16", &dec16, &dec, 1e-3, 1e-3), 0);

@@ -1,4 +1,4 @@
-/* The original's YAML configs (refdata/configs, values from SPEC.md §8) and the errors
+/* The original's YAML configs (refdata/configs, values from doc/algorithm.md §8) and the errors
  * for broken ones: each names the file, the line and the key. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* mkdtemp, nftw */

@@ -1,4 +1,4 @@
-/* Philox4x32-10 normals (SPEC.md §6): element e is stem_philox_normal_at(..., e).
+/* Philox4x32-10 normals (doc/algorithm.md §6): element e is stem_philox_normal_at(..., e).
  * Each counter block gives four normals, so blocks are computed once and split over
  * threads; the Box-Muller arithmetic is the same double-precision code, so every
  * value is bit-identical to stem_philox_normal_at. */

@@ -1,6 +1,6 @@
 /* Mean and unbiased standard deviation along the middle axis of x[outer, n, inner],
  * two-pass (mean, then squared deviations from it), accumulated in double.
- * n == 1 gives std 0 (torch: nan; see SPEC). n == 0 gives nan.
+ * n == 1 gives std 0 (torch: nan; see doc/algorithm.md §5). n == 0 gives nan.
  *
  * Work is split over (outer, block of COLS columns) when there are enough such
  * blocks; otherwise (the usual case for EM statistics: one [tokens, channels]

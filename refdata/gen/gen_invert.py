@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Golden data for `stem invert`: the whole STEM inversion + reconstruction pipeline
-(SPEC.md sections 2-6) on the tiny models, for tests/test_invert.c.
+(doc/algorithm.md §2-§6) on the tiny models, for tests/test_invert.c.
 
     gen_invert.py [--repo DIR] [--out DIR]
 
@@ -12,12 +12,12 @@ Reference pipeline (nothing here uses stem's C code):
   - UNet: diffusers 0.20.2 UNet2DConditionModel on all F frames in one batch (one
     context row broadcast to F), with an attention processor on every attn1
     (StemSelfAttention below); attn2 keeps diffusers' own processor;
-  - schedule: SPEC 4 in float64 (timesteps checked equal to diffusers' DDIMScheduler
+  - schedule: doc/algorithm.md §4 in float64 (timesteps checked equal to diffusers' DDIMScheduler
     from <model>/scheduler); inversion = TokenFlow/STEM ddim_inversion (ascending t,
     eps at the current latent with the target t, a' = abar_{t-delta}, abar_0 for the
     first step since set_alpha_to_one is false); reconstruction = DDIM eta = 0
     (descending t). No classifier-free guidance.
-  - self-attention (SPEC 5): q, k, v = to_q/to_k/to_v(x), heads split as diffusers'
+  - self-attention (doc/algorithm.md §5): q, k, v = to_q/to_k/to_v(x), heads split as diffusers'
     head_to_batch_dim does (channel = head * d + j), then per scope of frames (video:
     all F frames; chunk: consecutive runs of batch_size frames, rows frame-major):
       stem      dense EM from gen_stem.py (em_init_philox + em_dense: mean and unbiased
@@ -43,7 +43,7 @@ draws), and in float64 with that noise; the spread is stored (metadata spread.*)
 generator fails unless every trial is within a quarter of every stored tolerance.
 
 Frames: the first 4 frames of the synthetic clip refdata/clips/synthetic (gen_clip.py,
-64x64 PNGs), loaded as the original does and SPEC 1 specifies: PIL convert("RGB"),
+64x64 PNGs), loaded as the original does and doc/algorithm.md §1 specifies: PIL convert("RGB"),
 resize to 32x32 with LANCZOS, x / 255 * 2 - 1 (in float32). 32x32 keeps the goldens
 small: the tiny VAE downsamples by 4, so the latents are [4, 4, 8, 8] (UNet levels 8x8,
 4x4(, 2x2)).
@@ -138,7 +138,7 @@ CASES = (
 
 def make_frames(repo):
     """[F, 3, H, W] uint8: the first F frames of the synthetic clip, loaded as the original
-    loads frames (PIL, convert("RGB"), resize((W, H), LANCZOS); SPEC 1)."""
+    loads frames (PIL, convert("RGB"), resize((W, H), LANCZOS); doc/algorithm.md §1)."""
     from PIL import Image
     clip = os.path.join(repo, CLIP)
     out = np.empty((FRAMES, 3, HEIGHT, WIDTH), dtype=np.uint8)
@@ -179,7 +179,7 @@ def jitter(st, x):
 
 
 class StemSelfAttention:
-    """SPEC 5 self-attention for one attn1 module (diffusers processor interface)."""
+    """doc/algorithm.md §5 self-attention for one attn1 module (diffusers processor interface)."""
 
     def __init__(self, state, name):
         self.state, self.name = state, name

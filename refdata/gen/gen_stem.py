@@ -8,16 +8,16 @@ metadata "op", "attr.<key>", "rtol", "atol" (allclose, elementwise:
 "source".
 
 How the expected outputs are made (nothing here uses stem's C code):
-  - em: the dense formulation of the original (SPEC.md section 5): the full n x M
+  - em: the dense formulation of the original (doc/algorithm.md §5): the full n x M
     responsibility matrix z = softmax(k mu_hat^T / tau), zbar = z / (sum_n z + 1e-4),
     mu = zbar^T k, R times; V_base = zbar^T v with the last zbar. Evaluated in float64
     on the float32 inputs. The Philox initial draw comes from philox_ref.py (the
-    independent numpy Philox of SPEC section 6): mu0 = mean + std * N, mean and the
+    independent numpy Philox of doc/algorithm.md §6): mu0 = mean + std * N, mean and the
     unbiased std per channel (n = 1: std := 0, see src/stem/em.h).
   - stem_attention: the same EM per scope (video, or chunks of batch_size frames with
     counter chunk = chunk index), then softmax(q K_base^T / sqrt(d)) V_base; frame and
     inflated modes: plain softmax attention per frame / over all frames of the scope.
-  - ddim: the schedule in float64 from the formulas of SPEC section 4, checked here
+  - ddim: the schedule in float64 from the formulas of doc/algorithm.md §4, checked here
     against diffusers 0.20.2's DDIMScheduler (timesteps: equal; alphas_cumprod and
     final_alpha_cumprod: diffusers computes them in float32, within 1e-6 relative);
     the steps are the original's formulas (TokenFlow's ddim_inversion / ddim_sample,
@@ -125,7 +125,7 @@ class Gen:
 
 
 # ---------------------------------------------------------------------------------
-# EM: the dense formulation of the original (SPEC section 5)
+# EM: the dense formulation of the original (doc/algorithm.md §5)
 
 def em_init_philox(k, bases, seed, layer=0, w3=0):
     """mu0 [H, M, d] = mean + std * N (Philox counter (b, h, layer, w3)); k [H, n, d]."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CLIP BPE tokenizer reference data for stem (SPEC.md §3).
+"""CLIP BPE tokenizer reference data for stem (doc/algorithm.md §3).
 
     gen_tokenizer.py [--bpe bpe_simple_vocab_16e6.txt.gz] [--repo DIR] [--no-tables]
 
@@ -178,7 +178,7 @@ def golden_prompts():
         for t in texts:
             P.append((cat, t))
 
-    # SPEC §8: the shipped configs' prompts and the negative prompt.
+    # doc/algorithm.md §8: the shipped configs' prompts and the negative prompt.
     add("spec",
         "A mallard floats on the sparkling pond",
         "A white swan floats effortlessly on the sparkling pond",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent numpy reference of the random stream of SPEC.md section 6.
+"""Independent numpy reference of the random stream of doc/algorithm.md §6.
 
 Philox4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as easy as
 1, 2, 3", SC'11), with Random123's conventions:
@@ -13,7 +13,7 @@ Checked against the known-answer vectors of Random123's tests/kat_vectors
 (github.com/DEShawResearch/random123, commit 9545ff6413f258be2f04c1d319d99aaef7521150,
 lines 27-29), reproduced in KAT below.
 
-The normal transform (SPEC.md section 6): key = (seed mod 2^32, seed >> 32); element
+The normal transform (doc/algorithm.md §6): key = (seed mod 2^32, seed >> 32); element
 e of a draw with counter words (w1, w2, w3) uses the block with counter
 (e // 4, w1, w2, w3); u = (word + 0.5) * 2^-32; Box-Muller on word pairs (0, 1) and
 (2, 3), in float64: r = sqrt(-2 ln u_a), n_a = r cos(2 pi u_b), n_b = r sin(2 pi u_b),

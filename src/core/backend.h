@@ -197,7 +197,7 @@ typedef struct stem_argmax_cos_params {
 } stem_argmax_cos_params;
 
 /* Over x viewed as [outer, n, inner]: mean and unbiased (n-1) std along n, both
- * [outer, inner]. n == 1 gives std 0 (torch gives nan; see SPEC edge cases).
+ * [outer, inner]. n == 1 gives std 0 (torch gives nan; see doc/algorithm.md §5).
  * mean/std are in out_dtype: x's dtype, or f32 (f16 input, statistics kept in f32). */
 typedef struct stem_mean_std_params {
     stem_dtype dtype, out_dtype;
@@ -206,7 +206,7 @@ typedef struct stem_mean_std_params {
     void *mean, *std; /* std may be NULL */
 } stem_mean_std_params;
 
-/* y[e] = standard normal number e of the Philox4x32-10 stream of SPEC.md §6:
+/* y[e] = standard normal number e of the Philox4x32-10 stream of doc/algorithm.md §6:
  * key = (seed & 0xffffffff, seed >> 32), counter = (e / 4, w1, w2, w3). */
 typedef struct stem_philox_params {
     stem_dtype dtype;
@@ -225,7 +225,7 @@ typedef struct stem_convert_params {
 
 typedef struct stem_backend stem_backend;
 
-/* The EM statistics of SPEC.md §5 over one block of `rows` tokens, for each head
+/* The EM statistics of doc/algorithm.md §5 over one block of `rows` tokens, for each head
  * h < heads (src/stem/em.c streams the tokens through this in blocks):
  *   mu_hat[j] = mu[h, j, :] / (||mu[h, j, :]||_2 + norm_eps)                 j < m
  *   z[i, j]   = softmax_j(<k_i, mu_hat[j]> / tau)                            i < rows
@@ -234,7 +234,7 @@ typedef struct stem_backend stem_backend;
  * or `=` instead of `+=` when `overwrite`. Token i of head h is read at
  * ptr + h*head_stride + i*row_stride (outer_stride is unused), so token-major
  * [rows, heads*d] and head-major [heads, rows, d] blocks are read in place. mu and
- * the accumulators are f32 whatever `dtype` is (SPEC §5: EM statistics in f32).
+ * the accumulators are f32 whatever `dtype` is (doc/algorithm.md §5: EM statistics in f32).
  * z is never stored; a z whose exponent (s - max)/tau is under -60 (z < 8.8e-27)
  * may be treated as exactly 0: even over 491,520 tokens that moves no basis by more
  * than ~1e-16 |k| (kernels/cpu/em.c); the dense f32 softmax flushes from e^-87 on. */

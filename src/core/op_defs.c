@@ -481,7 +481,7 @@ OP(op_argmax_cos, "argmax_cos", "idx[b, i] = argmax_j cos(a[b, i], ref[b, j]) (T
    IO("a", "ref"), IO("idx"), NO_ATTRS, run_argmax_cos)
 OP(op_mean_std, "mean_std", "mean and unbiased std along an axis", IO("x"), IO("mean", "std"),
    ATTRS({"axis", STEM_ATTR_INT, "0", "reduced axis"}), run_mean_std)
-OP(op_philox, "philox_normal", "standard normals from the Philox4x32-10 stream (SPEC §6)", NO_INPUTS, IO("y"),
+OP(op_philox, "philox_normal", "standard normals from the Philox4x32-10 stream (doc/algorithm.md §6)", NO_INPUTS, IO("y"),
    ATTRS({"shape", STEM_ATTR_INTS, NULL, "e.g. 256,40"}, {"seed", STEM_ATTR_INT, "0", "64-bit key"},
          {"w1", STEM_ATTR_INT, "0", "counter word 1"}, {"w2", STEM_ATTR_INT, "0", "counter word 2"},
          {"w3", STEM_ATTR_INT, "0", "counter word 3"}),

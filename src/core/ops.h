@@ -56,7 +56,7 @@ stem_status stem_gather_rows(const stem_tensor *src, const stem_tensor *idx, ste
 stem_status stem_argmax_cos(const stem_tensor *a, const stem_tensor *ref, stem_tensor *idx);
 /* mean and unbiased std along `axis`; outputs have that axis removed. std may be NULL. */
 stem_status stem_mean_std(const stem_tensor *x, int axis, stem_tensor *mean, stem_tensor *std);
-/* Fills y (any shape) with normals from the Philox stream (SPEC §6). */
+/* Fills y (any shape) with normals from the Philox stream (doc/algorithm.md §6). */
 stem_status stem_philox_normal(uint64_t seed, uint32_t w1, uint32_t w2, uint32_t w3, stem_tensor *y);
 /* Elementwise dtype conversion between f32/f16/bf16 tensors of equal shape. */
 stem_status stem_cast(const stem_tensor *x, stem_tensor *y);

@@ -1,5 +1,5 @@
 /* Philox4x32-10 (Salmon et al., SC'11; Random123) and the normal transform of
- * SPEC.md §6. Header-only and free of host-only calls so that the CPU kernels, the
+ * doc/algorithm.md §6. Header-only and free of host-only calls so that the CPU kernels, the
  * CUDA kernels (compiled as __host__ __device__) and the tests share one definition. */
 #ifndef STEM_CORE_PHILOX_H
 #define STEM_CORE_PHILOX_H

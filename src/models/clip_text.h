@@ -1,4 +1,4 @@
-/* The CLIP text encoder of Stable Diffusion (SPEC.md §3), with the semantics of
+/* The CLIP text encoder of Stable Diffusion (doc/algorithm.md §3), with the semantics of
  * transformers 4.33.3 CLIPTextModel: what the pipeline uses is the last hidden state
  * after the final layer norm, [B, L, hidden] (L = 77 tokens).
  *

@@ -1,4 +1,4 @@
-/* The CLIP BPE tokenizer (SPEC.md §3): prompt text -> 77 token ids, exactly as
+/* The CLIP BPE tokenizer (doc/algorithm.md §3): prompt text -> 77 token ids, exactly as
  * transformers' slow CLIPTokenizer (4.33.3, with ftfy 6.1.1 installed) computes them
  * for Stable Diffusion: tokenizer(text, padding="max_length", max_length=77,
  * truncation=True).input_ids.

@@ -1,4 +1,4 @@
-/* The Stable Diffusion VAE (diffusers 0.20.2 AutoencoderKL; SPEC.md §2).
+/* The Stable Diffusion VAE (diffusers 0.20.2 AutoencoderKL; doc/algorithm.md §2).
  *
  * encode: frames [F, 3, H, W] in [-1, 1]
  *   conv_in -> per level: resnets (layers_per_block), Downsample2D (all but the last

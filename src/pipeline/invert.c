@@ -73,7 +73,7 @@ static stem_status store_view(const stem_tensor *flat, int64_t a, int64_t b, int
     return stem_tensor_reshape(&head, 3, shape, view);
 }
 
-/* The EM options of one site: counter words (layer, phase, step, chunk) as SPEC §6 sets them. */
+/* The EM options of one site: counter words (layer, phase, step, chunk) as doc/algorithm.md §6 sets them. */
 static stem_sa_options site_options(const attention_state *st, const stem_attn_site *site) {
     stem_sa_options o = st->sa;
     o.em.layer = (uint32_t)site->index;

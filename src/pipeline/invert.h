@@ -1,4 +1,4 @@
-/* STEM inversion and DDIM reconstruction of a whole video (SPEC.md §4, §5).
+/* STEM inversion and DDIM reconstruction of a whole video (doc/algorithm.md §4, §5).
  *
  * With `--em-scope video` (stem, inflated) one EM problem per self-attention layer
  * spans the whole video, so every UNet evaluation takes all F frames. By default they
@@ -10,7 +10,7 @@
  * hidden state and one layer's keys/values are kept for all frames. Frame attention
  * and chunk scope instead split the frames into separate evaluations (frame-major).
  * Every attn1 computes what stem_self_attention() does for the chosen mode and scope,
- * and the EM's Philox counter carries (layer, phase, step, chunk) as SPEC §6 fixes
+ * and the EM's Philox counter carries (layer, phase, step, chunk) as doc/algorithm.md §6 fixes
  * them, whichever way the frames go through the UNet.
  *
  *   inversion       x_0 = z0; for t = 1, 21, ..., 981 (ascending):

@@ -1,4 +1,4 @@
-/* The DDIM noise schedule and steps (SPEC.md §4), as diffusers 0.20.2's DDIMScheduler
+/* The DDIM noise schedule and steps (doc/algorithm.md §4), as diffusers 0.20.2's DDIMScheduler
  * defines them, configured from a model folder's scheduler/scheduler_config.json.
  *
  *   betas     scaled_linear: beta_i = (sqrt(beta_start) + i/(T-1) (sqrt(beta_end) -

@@ -1,4 +1,4 @@
-/* Streaming EM bases (SPEC.md §5); see em.h for the math, the edge cases and why the
+/* Streaming EM bases (doc/algorithm.md §5); see em.h for the math, the edge cases and why the
  * streaming is exact. Written once against the op front ends (core/ops.h and
  * stem/em_ops.h), so it runs wherever those run. Shapes: H heads, n tokens, d head
  * width, M bases, C = H*d. */
@@ -102,7 +102,7 @@ static stem_status channel_stats(const stem_heads_view *x, stem_tensor *mean, st
     return stem_mean_std(&view, 0, &m1, std ? &s1 : NULL);
 }
 
-/* mu[H, M, d] = mean + std * N(0, 1), the normals of SPEC §6: head h draws its M x d
+/* mu[H, M, d] = mean + std * N(0, 1), the normals of doc/algorithm.md §6: head h draws its M x d
  * block with counter (block index, h, layer, w3). */
 static stem_status draw_initial_bases(const stem_heads_view *k, const stem_em_options *o, em_work *w) {
     const int64_t H = k->heads, d = k->d;

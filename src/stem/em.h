@@ -1,8 +1,8 @@
-/* EM bases per attention head (SPEC.md §5): the "256 bases" of STEM inversion.
+/* EM bases per attention head (doc/algorithm.md §5): the "256 bases" of STEM inversion.
  *
  * For each head h, with K_h, V_h the head's n x d keys and values (rows frame-major):
  *   init    mu_j ~ Normal(mean(K_h), std(K_h)) per channel (unbiased std), j < M, drawn
- *           from the Philox stream of SPEC §6 with counter (block, h, layer, w3); or an
+ *           from the Philox stream of doc/algorithm.md §6 with counter (block, h, layer, w3); or an
  *           explicit initial-bases tensor;
  *   E-step  mu_hat_j = mu_j / (||mu_j||_2 + 1e-4);  z_nj = softmax_j(<mu_hat_j, k_n> / tau)
  *   M-step  zbar_nj = z_nj / (sum_n' z_n'j + 1e-4);  mu_j = sum_n zbar_nj k_n
@@ -48,7 +48,7 @@ typedef struct stem_em_options {
     int64_t block;  /* tokens per em_block call, default 65536 (memory does not depend on it: the
                      * kernels tile internally; fewer calls mean fewer thread barriers) */
     uint64_t seed;  /* Philox key */
-    /* counter words of the initial draw (SPEC §6): w2 = layer, w3 = phase<<24 | step<<12 | chunk */
+    /* counter words of the initial draw (doc/algorithm.md §6): w2 = layer, w3 = phase<<24 | step<<12 | chunk */
     uint32_t layer; /* attention-layer index in execution order within one UNet evaluation */
     uint32_t phase; /* stem_phase, < 256 */
     uint32_t step;  /* timestep index within the phase, < 4096 */

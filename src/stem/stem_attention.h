@@ -1,4 +1,4 @@
-/* Self-attention modes of the inversion UNet (SPEC.md §5, "Baselines"), over a scope of
+/* Self-attention modes of the inversion UNet (doc/algorithm.md §5, "Baselines"), over a scope of
  * frames:
  *   stem      every query attends to the scope's EM bases:
  *             o = softmax(Q K_base^T d^-1/2) V_base, K_base/V_base from stem/em.h;

@@ -48,7 +48,7 @@ static stem_status em_attrs(const stem_op_def *op, const stem_attrs *a, stem_em_
     {"bases", STEM_ATTR_INT, "256", "M, bases per head"},                                                 \
     {"iters", STEM_ATTR_INT, "5", "R, EM iterations (0: K_base = init, V_base from its responsibilities)"}, \
     {"tau", STEM_ATTR_FLOAT, "0.01", "softmax temperature of the E-step"},                                 \
-    {"seed", STEM_ATTR_INT, "0", "Philox key of the initial draw (SPEC 6)"},                               \
+    {"seed", STEM_ATTR_INT, "0", "Philox key of the initial draw (doc/algorithm.md §6)"},                               \
     {"block", STEM_ATTR_INT, "65536", "tokens per streamed em_block call (memory does not depend on it)"},           \
     {"layer", STEM_ATTR_INT, "0", "counter word w2: attention-layer index"},                               \
     {"phase", STEM_ATTR_INT, "0", "counter w3 bits 24..31: 0 inversion, 1 reconstruction, 2 editing"},     \
@@ -183,7 +183,7 @@ static stem_status run_ddim(const stem_op_def *op, stem_backend *be, const stem_
 
 static const stem_op_def op_em = {
     "em",
-    "EM bases per head (SPEC 5): k, v [heads, n, d] (init [heads, M, d] optional) -> k_base, v_base [heads, M, d]",
+    "EM bases per head (doc/algorithm.md §5): k, v [heads, n, d] (init [heads, M, d] optional) -> k_base, v_base [heads, M, d]",
     IO("k", "v", "init?"),
     IO("k_base", "v_base"),
     ATTRS(EM_ATTRS, {"chunk", STEM_ATTR_INT, "0", "counter w3 bits 0..11: chunk index"}),
@@ -204,7 +204,7 @@ static const stem_op_def op_stem_attention = {
 
 static const stem_op_def op_ddim = {
     "ddim",
-    "DDIM schedule (timesteps, alphas) and steps (invert, sample, add_noise: y = c1 x + c2 eps), SPEC 4",
+    "DDIM schedule (timesteps, alphas) and steps (invert, sample, add_noise: y = c1 x + c2 eps), doc/algorithm.md §4",
     IO("x?", "eps?"),
     IO("y"),
     ATTRS({"which", STEM_ATTR_STRING, "timesteps", "timesteps | alphas | invert | sample | add_noise"},
