@@ -25,6 +25,8 @@ check() {
 
 echo "== build and test (build/) =="
 check build --enable-werror
+echo "== install as a library (make install, pkg-config) =="
+bash scripts/check-install.sh
 
 if [ "${STEM_TEST_QUICK:-0}" != 1 ]; then
     # The programs whose results are floating-point numbers of stem's own making.
