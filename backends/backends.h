@@ -1,12 +1,14 @@
-/* Constructors of the concrete backends; only core/backend.c calls these. */
+/* Opening a backend by name: the factory above core that knows the concrete backends
+ * (core/backend.h defines the interface they fill). */
 #ifndef STEM_BACKENDS_H
 #define STEM_BACKENDS_H
 
 #include "core/backend.h"
 
-#ifdef STEM_HAVE_CUDA
-/* STEM_E_NODEVICE, with a message, when no CUDA device is usable. */
-stem_status stem_cuda_backend_create(stem_backend **out);
-#endif
+/* "cpu" or "cuda". Without a GPU or without CUDA in the build: STEM_E_NODEVICE with
+ * a message saying which. */
+stem_status stem_backend_open(const char *name, stem_backend **out);
+/* Releases a backend from stem_backend_open (the process-wide CPU backend stays). */
+void stem_backend_close(stem_backend *be);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "bench_util.h"
 #include "stem.h"
+#include "backends/backends.h"
 
 #ifdef STEM_HAVE_CUDA
 #include <cuda_runtime_api.h>

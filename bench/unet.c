@@ -17,6 +17,7 @@
 
 #include "bench_util.h"
 #include "stem.h"
+#include "backends/backends.h"
 #include "models/unet.h"
 
 typedef struct unet_bench {

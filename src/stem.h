@@ -12,7 +12,6 @@
 #include "core/arena.h"
 #include "core/op_registry.h"
 #include "core/cpu_info.h"
-#include "core/golden.h"
 #include "io/safetensors.h"
 #include "io/image.h"
 #include "io/resize.h"
@@ -29,6 +28,9 @@
 #include "stem/stem_attention.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/invert.h"
+#include "check/op_catalog.h"
+#include "check/golden.h"
+#include "backends/backends.h"
 
 #define STEM_VERSION "0.1.0"
 

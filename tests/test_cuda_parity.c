@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "stem.h"
+#include "backends/backends.h"
 #include "test_util.h"
 
 /* f16 storage rounds every input and intermediate to 11 significant bits

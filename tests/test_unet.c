@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "stem.h"
+#include "backends/backends.h"
 #include "models/unet.h"
 #include "test_util.h"
 

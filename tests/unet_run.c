@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "stem.h"
+#include "backends/backends.h"
 #include "models/unet.h"
 
 static double now(void) {

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/backends.h"
+#include "backends/cuda/cuda_backend.h"
 #include "kernels/cuda/em.h"
 #include "kernels/cuda/kernels.h"
 

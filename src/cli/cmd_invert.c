@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "backends/backends.h"
 #include "cli/progress.h"
 #include "io/atomic_file.h"
 #include "io/contact_sheet.h"

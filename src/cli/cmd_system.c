@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "backends/backends.h"
 #include "core/cpu_info.h"
 #include "io/video_write.h"
 

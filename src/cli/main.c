@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "backends/backends.h"
 
 static void usage(FILE *out) {
     fprintf(out,

@@ -4,9 +4,14 @@
  * compute entry takes a parameter struct of raw pointers (in the backend's memory),
  * sizes and strides; all sizes are in elements, all layouts row-major.
  *
- * Adding an op: a params struct and entry here, the front end in core/ops.c, a kernel
- * in kernels/cpu and kernels/cuda, wiring in backends/cpu and backends/cuda, a registry entry in
- * core/op_registry.c, and a golden generator in refdata/gen/gen_ops.py. */
+ * Adding an op: a params struct and entry here, the front end in core/ops.c (it
+ * dispatches through DISPATCH, which reports a NULL entry as "not supported by backend
+ * X", so an op may land on one backend first), a kernel in kernels/cpu and/or
+ * kernels/cuda, its wiring in backends/cpu/cpu_backend.c and/or
+ * backends/cuda/cuda_backend.c, a registry entry in core/op_defs.c (or
+ * src/stem/stem_ops.c for an algorithm op) so that `stem op NAME` runs it, and a
+ * golden generator in refdata/gen/gen_ops.py (tests/test_ops_golden fails while any
+ * op in the catalog, src/check/op_catalog.c, has no golden file). */
 #ifndef STEM_CORE_BACKEND_H
 #define STEM_CORE_BACKEND_H
 
@@ -301,9 +306,6 @@ struct stem_backend {
 
 /* The process-wide CPU backend (created on first use, never fails). */
 stem_backend *stem_cpu_backend(void);
-/* "cpu" or "cuda". Without a GPU or without CUDA in the build: STEM_E_NODEVICE with
- * a message saying which. */
-stem_status stem_backend_open(const char *name, stem_backend **out);
-void stem_backend_close(stem_backend *be);
+/* Opening a backend by name is above core: backends/backends.h. */
 
 #endif

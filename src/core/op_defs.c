@@ -487,24 +487,9 @@ OP(op_philox, "philox_normal", "standard normals from the Philox4x32-10 stream (
          {"w3", STEM_ATTR_INT, "0", "counter word 3"}),
    run_philox)
 
-static const stem_op_def *const core_ops[] = {
+const stem_op_def *const stem_core_ops[] = {
     &op_matmul, &op_linear, &op_conv2d, &op_group_norm, &op_layer_norm, &op_softmax, &op_silu, &op_gelu,
     &op_gelu_tanh, &op_quick_gelu, &op_geglu, &op_add, &op_sub, &op_mul, &op_div, &op_scale, &op_upsample,
     &op_concat, &op_slice, &op_permute, &op_timestep, &op_attention, &op_mha, &op_gather, &op_argmax_cos,
     &op_mean_std, &op_philox, NULL,
 };
-
-/* The algorithm's own ops (EM bases, STEM attention, DDIM) live with the algorithm in
- * src/stem/stem_ops.c; the registry lists both tables. */
-extern const stem_op_def *const stem_algorithm_ops[];
-
-const stem_op_def *const *stem_op_all(void) {
-    static const stem_op_def *all[128];
-    if (!all[0]) {
-        int n = 0;
-        for (const stem_op_def *const *op = core_ops; *op && n < 127; op++) all[n++] = *op;
-        for (const stem_op_def *const *op = stem_algorithm_ops; *op && n < 127; op++) all[n++] = *op;
-        all[n] = NULL;
-    }
-    return all;
-}

@@ -8,11 +8,6 @@
 #include <strings.h>
 #include <stdio.h>
 
-const stem_op_def *stem_op_find(const char *name) {
-    for (const stem_op_def *const *op = stem_op_all(); *op; op++)
-        if (strcmp((*op)->name, name) == 0) return *op;
-    return NULL;
-}
 
 static const stem_attr_spec *find_spec(const stem_op_def *op, const char *name) {
     for (const stem_attr_spec *s = op->attrs; s && s->name; s++)

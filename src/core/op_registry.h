@@ -45,9 +45,9 @@ struct stem_op_def {
     stem_op_run_fn run;
 };
 
-const stem_op_def *stem_op_find(const char *name);
-/* All ops, NULL-terminated, in --list order. */
-const stem_op_def *const *stem_op_all(void);
+/* core's own ops (tensor ops), NULL-terminated; every op by name, core's and the
+ * algorithm's, is in check/op_catalog.h (above core). */
+extern const stem_op_def *const stem_core_ops[];
 
 /* Adds "key=value" (as given on the command line); STEM_E_ARG if malformed or full. */
 stem_status stem_attrs_add(stem_attrs *attrs, const char *key_eq_value);

@@ -65,7 +65,11 @@ static int64_t prod(const int64_t *s, int from, int to) {
 }
 
 #define BACKEND(t) ((t)->backend)
-#define DISPATCH(t, fn, params) (BACKEND(t)->ops->fn(BACKEND(t), (params)))
+/* An op may land on one backend first: a NULL entry is an error, not a crash. */
+#define DISPATCH(t, fn, params)                                                                  \
+    (BACKEND(t)->ops->fn ? BACKEND(t)->ops->fn(BACKEND(t), (params))                             \
+                         : stem_fail(STEM_E_UNSUPPORTED, "%s: not supported by backend '%s'", #fn, \
+                                     BACKEND(t)->name))
 
 /* ---- GEMM ---------------------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
 #include "core/arena.h"
 #include "core/backend.h"
 #include "core/ops.h"
-#include "models/config.h"
+#include "models/model_config.h"
 #include "models/weights.h"
 
 typedef struct stem_clip_text_config {

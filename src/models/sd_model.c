@@ -11,7 +11,7 @@
 
 #include "core/backend.h"
 #include "models/clip_text.h"
-#include "models/config.h"
+#include "models/model_config.h"
 #include "models/vae.h"
 #include "models/weights.h"
 

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "core/ops.h"
-#include "models/config.h"
+#include "models/model_config.h"
 #include "models/unet_internal.h"
 
 /* ---- config -------------------------------------------------------------------------- */

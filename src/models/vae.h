@@ -24,7 +24,7 @@
 
 #include "core/arena.h"
 #include "core/backend.h"
-#include "models/config.h"
+#include "models/model_config.h"
 #include "models/weights.h"
 
 #define STEM_VAE_MAX_LEVELS 8

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
-#include "models/config.h"
+#include "models/model_config.h"
 
 static bool file_exists(const char *path) {
     struct stat st;

@@ -114,5 +114,6 @@ stem_status stem_em_block(const stem_heads_view *k, const stem_heads_view *v, in
     };
     if (zv) p.v = operand(v, row0);
     if (rows == 0 && !overwrite) return STEM_OK;
+    if (!be->ops->em_block) return stem_fail(STEM_E_UNSUPPORTED, "em_block: not supported by backend '%s'", be->name);
     return be->ops->em_block(be, &p);
 }

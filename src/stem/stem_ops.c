@@ -11,6 +11,7 @@
 #include "stem/ddim.h"
 #include "stem/em.h"
 #include "stem/stem_attention.h"
+#include "stem/stem_ops.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 

@@ -1,7 +1,7 @@
 /* Reading a component's config.json (diffusers/transformers): typed getters with
  * defaults, and errors that name the file and key. */
-#ifndef STEM_MODELS_CONFIG_H
-#define STEM_MODELS_CONFIG_H
+#ifndef STEM_MODELS_MODEL_CONFIG_H
+#define STEM_MODELS_MODEL_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "core/golden.h"
+#include "check/golden.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check/op_catalog.h"
 #include "io/safetensors.h"
 
 static stem_status parse_tolerance(const stem_golden *g, const char *key, double *out) {

@@ -2,8 +2,8 @@
  * outputs from the PyTorch reference ("out.NAME"), and metadata "op", "attr.KEY",
  * "rtol", "atol". Used by `stem op --check FILE`, the golden tests and the CUDA
  * parity tests. */
-#ifndef STEM_CORE_GOLDEN_H
-#define STEM_CORE_GOLDEN_H
+#ifndef STEM_CHECK_GOLDEN_H
+#define STEM_CHECK_GOLDEN_H
 
 #include "core/op_registry.h"
 

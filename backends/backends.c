@@ -1,10 +1,12 @@
 #include "config.h" /* STEM_HAVE_CUDA */
 
-#include "core/backend.h"
+#include "backends/backends.h"
 
 #include <string.h>
 
-#include "backends/backends.h"
+#ifdef STEM_HAVE_CUDA
+#include "backends/cuda/cuda_backend.h"
+#endif
 
 stem_status stem_backend_open(const char *name, stem_backend **out) {
     if (strcmp(name, "cpu") == 0) {
