@@ -74,7 +74,7 @@ static stem_tensor rand_tensor(unsigned seed) {
     stem_tensor t;
     OK(stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, (int64_t[]){2, 4, 6, 5}, &t));
     srand(seed);
-    for (int64_t i = 0; i < stem_numel(&t); i++) ((float *)t.data)[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    for (int64_t i = 0; i < stem_numel(&t); i++) ((float *)t.data)[i] = (float)((double)rand() / RAND_MAX * 2.0 - 1.0);
     return t;
 }
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/cpu_info.h"
 #include "core/dtype.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -153,7 +154,7 @@ __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) {
 static void test_f16_matches_hardware(void **state) {
     (void)state;
 #ifdef HAVE_X86
-    if (!__builtin_cpu_supports("f16c")) {
+    if (!stem_cpu_features_get()->f16c) { /* cpu_info: clang 14 knows no "f16c" builtin */
         skip();
         return;
     }
