@@ -104,6 +104,8 @@ m src/stem/ddim.c "DDIM inversion: sign of the eps term" \
   '*c2 = sqrt(1.0 - a) - sqrt(a) * sqrt(1.0 - ap) / sqrt(ap);' '*c2 = sqrt(1.0 - a) + sqrt(a) * sqrt(1.0 - ap) / sqrt(ap);'
 m src/stem/ddim.c "DDIM sampling: x coefficient inverted" \
   '*c1 = sqrt(app) / sqrt(a);' '*c1 = sqrt(a) / sqrt(app);'
+m src/stem/ddim.c "DDIM sampling: sqrt(app - 1), a NaN coefficient" \
+  '*c2 = sqrt(1.0 - app) - sqrt(app) * sqrt(1.0 - a) / sqrt(a);' '*c2 = sqrt(app - 1.0) - sqrt(app) * sqrt(1.0 - a) / sqrt(a);'
 m src/stem/ddim.c "DDIM: scaled_linear betas not squared" \
   'beta = r * r;' 'beta = r;'
 m src/stem/ddim.c "DDIM: set_alpha_to_one inverted" \
@@ -168,7 +170,7 @@ caught_by() {
     local dir=$1 t out="" new base_rc rc
     for t in $tests; do
         base_rc=$(cat "$work/baseline/$t.rc") rc=$(cat "$dir/$t.rc")
-        new=$(comm -13 "$work/baseline/$t.failed" "$dir/$t.failed" | sed 's/^\[  FAILED  \] //' | head -n 3 | paste -sd, -)
+        new=$(comm -13 "$work/baseline/$t.failed" "$dir/$t.failed" | sed 's/^\[  FAILED  \] //' | sort -u | head -n 3 | paste -sd, -)
         if [ -n "$new" ]; then out+="${t#test_}($new) "
         elif [ "$rc" -ge 124 ] && [ "$rc" != "$base_rc" ]; then out+="${t#test_}(exit $rc) "
         elif [ "$rc" != 0 ] && [ "$base_rc" = 0 ]; then out+="${t#test_}(exit $rc) "

@@ -694,6 +694,10 @@ def gen_attention(g):
     case("large_scores", (1, 12, 64), 40, qk_scale=4.0)
     case("nk1", (2, 3, 40), 1)
     case("unbatched_2d", (19, 24), 33)
+    # more keys than one block of the CPU kernel (256) and more queries than one work item
+    # (128): the running maximum rises in later key blocks, so the rescaling of the
+    # partial sums (online softmax) is exercised
+    case("long_nk600_nq200_blocks", (1, 200, 16), 600, qk_scale=1.5)
 
 
 def gen_mha(g):
