@@ -1,6 +1,8 @@
 /* Philox4x32-10 and the normal transform of doc/algorithm.md §6 (src/core/philox.h):
  * Random123's known-answer vectors, the uniform map's endpoints, normal numbers
- * against the independent numpy reference (refdata/gen/philox_ref.py), and a
+ * against the independent numpy reference (refdata/gen/philox_ref.py), from the
+ * scalar stem_philox_normal_at and from the blocked CPU kernel behind the
+ * philox_normal op (kernels/cpu/philox.c), the uniform's +0.5 where it shows, and a
  * statistical sanity check. */
 #include <math.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core/philox.h"
+#include "stem.h"
 
 /* Random123 tests/kat_vectors, lines 27-29 (github.com/DEShawResearch/random123,
  * commit 9545ff6413f258be2f04c1d319d99aaef7521150), the "philox4x32 10" entries:
@@ -130,6 +133,89 @@ static void test_normal_matches_numpy_reference(void **state) {
     }
 }
 
+/* The blocked CPU kernel (stem_philox_normal -> kernels/cpu/philox.c), which builds
+ * the counter blocks itself, against the same numpy values: a kernel that puts the
+ * counter words in another order, or numbers the blocks differently, fails here. The
+ * streams are 16384 elements longer than the last value checked, so that the kernel's
+ * multi-threaded path runs (>= 4096 blocks) and a partial last block is left over;
+ * every element must also equal stem_philox_normal_at bit for bit (kernels/cpu/philox.c
+ * promises it: the same double-precision Box-Muller). */
+static void test_blocked_kernel_matches_numpy_reference(void **state) {
+    (void)state;
+    const size_t rows = sizeof normal_ref / sizeof normal_ref[0];
+    for (size_t first = 0; first < rows;) {
+        size_t last = first; /* rows of one stream are consecutive in the table */
+        uint64_t max_e = 0;
+        while (last < rows && normal_ref[last].seed == normal_ref[first].seed && normal_ref[last].w1 == normal_ref[first].w1 &&
+               normal_ref[last].w2 == normal_ref[first].w2 && normal_ref[last].w3 == normal_ref[first].w3) {
+            if (normal_ref[last].e > max_e) max_e = normal_ref[last].e;
+            last++;
+        }
+        const uint64_t seed = normal_ref[first].seed;
+        const uint32_t w1 = normal_ref[first].w1, w2 = normal_ref[first].w2, w3 = normal_ref[first].w3;
+        const int64_t n = (int64_t)max_e + 1 + 16384 + 3;
+        stem_tensor y;
+        assert_int_equal(stem_tensor_new(stem_cpu_backend(), STEM_F32, 1, (int64_t[]){n}, &y), STEM_OK);
+        assert_int_equal(stem_philox_normal(seed, w1, w2, w3, &y), STEM_OK);
+        const float *v = y.data;
+        for (size_t i = first; i < last; i++) {
+            float want = normal_ref[i].want, got = v[normal_ref[i].e];
+            if (!(fabs((double)got - want) <= 1e-6 * (1.0 + fabs(want))))
+                fail_msg("kernel: seed %llu w (%u,%u,%u) e %llu: got %.9g want %.9g", (unsigned long long)seed, w1, w2,
+                         w3, (unsigned long long)normal_ref[i].e, got, want);
+        }
+        int64_t differ = 0;
+        for (int64_t e = 0; e < n; e++) differ += v[e] != stem_philox_normal_at(seed, w1, w2, w3, (uint64_t)e);
+        if (differ) print_error("seed %llu: %lld of %lld kernel values differ from stem_philox_normal_at\n",
+                                (unsigned long long)seed, (long long)differ, (long long)n);
+        assert_int_equal(differ, 0);
+        stem_tensor_free(&y);
+        first = last;
+    }
+}
+
+/* u = (word + 0.5) * 2^-32: the +0.5 moves u by 2^-33, which only shows in a normal
+ * when the radius word is small. These two streams (found by searching w1 with
+ * philox_ref.py) have radius words 47 (block 0, pair 2) and 158 (pair 0): there the
+ * +0.5 changes the radius by 2.9e-4 and 9.2e-5 relative, far beyond the 1e-6 that
+ * libms may differ by. Values from philox_ref.py --print 7 W1 0 0x1005002 0 1 2 3;
+ * through the scalar normal and the blocked kernel. */
+static void test_uniform_half_offset_shows_in_small_words(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t w1, word;
+        int pair;
+        float want[4];
+    } cases[] = {
+        {2036873u, 47u, 2, {-2.60800529f, -0.542104304f, -1.25018311f, -5.92258406f}},
+        {3665610u, 158u, 0, {-3.8932848f, -4.36717796f, -1.14057851f, -0.384182632f}},
+    };
+    const uint32_t w3 = 0x1005002u;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        stem_philox4 r = stem_philox4x32_10((stem_philox4){{0, cases[c].w1, 0, w3}}, 7, 0);
+        assert_int_equal(r.v[cases[c].pair], cases[c].word);
+        stem_tensor y;
+        assert_int_equal(stem_tensor_new(stem_cpu_backend(), STEM_F32, 1, (int64_t[]){4}, &y), STEM_OK);
+        assert_int_equal(stem_philox_normal(7, cases[c].w1, 0, w3, &y), STEM_OK);
+        for (int e = 0; e < 4; e++) {
+            double want = cases[c].want[e], tol = 1e-6 * (1.0 + fabs(want));
+            float scalar = stem_philox_normal_at(7, cases[c].w1, 0, w3, (uint64_t)e);
+            float blocked = ((const float *)y.data)[e];
+            print_message("w1 %u e %d: scalar %.9g blocked %.9g numpy %.9g\n", cases[c].w1, e, scalar, blocked, want);
+            assert_true(fabs(scalar - want) <= tol);
+            assert_true(fabs(blocked - want) <= tol);
+        }
+        /* the radius of the small-word pair is sqrt(-2 ln((word + 0.5) 2^-32)), not of word 2^-32 */
+        int p = cases[c].pair;
+        double r2 = (double)cases[c].want[p] * cases[c].want[p] + (double)cases[c].want[p + 1] * cases[c].want[p + 1];
+        double with_half = -2.0 * log((cases[c].word + 0.5) * ldexp(1.0, -32));
+        double without = -2.0 * log(cases[c].word * ldexp(1.0, -32));
+        assert_true(fabs(r2 - with_half) <= 4e-6 * with_half);
+        assert_true(fabs(r2 - without) > 5e-5 * without);
+        stem_tensor_free(&y);
+    }
+}
+
 /* Element e uses word e % 4 of block e / 4: cos for even e, sin for odd e of the
  * pair, so n_a^2 + n_b^2 = -2 ln(u_a) for each pair. */
 static void test_pair_structure(void **state) {
@@ -187,6 +273,8 @@ int main(void) {
         cmocka_unit_test(test_counter_is_pure),
         cmocka_unit_test(test_uniform_endpoints),
         cmocka_unit_test(test_normal_matches_numpy_reference),
+        cmocka_unit_test(test_blocked_kernel_matches_numpy_reference),
+        cmocka_unit_test(test_uniform_half_offset_shows_in_small_words),
         cmocka_unit_test(test_pair_structure),
         cmocka_unit_test(test_statistics),
     };

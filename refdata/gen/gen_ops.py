@@ -318,10 +318,10 @@ def gen_conv2d(g):
 def gen_group_norm(g):
     src = "torch.nn.functional.group_norm (+ silu) in float64"
 
-    def case(name, x_shape, groups, eps=1e-5, silu=False, affine=True, offset=0.0, attrs_groups=True):
+    def case(name, x_shape, groups, eps=1e-5, silu=False, affine=True, offset=0.0, attrs_groups=True, scale=2.0):
         rng = g.rng("group_norm", name)
         c = x_shape[1]
-        inputs = {"x": randn(rng, *x_shape, scale=2.0, offset=offset)}
+        inputs = {"x": randn(rng, *x_shape, scale=scale, offset=offset)}
         if affine:
             inputs["gamma"] = randn(rng, c, scale=0.3, offset=1.0)
             inputs["beta"] = randn(rng, c, scale=0.3)
@@ -346,6 +346,11 @@ def gen_group_norm(g):
     case("groups3_odd_spatial", (1, 12, 3, 5), 3)
     case("groups1_silu", (2, 6, 4, 4), 1, silu=True)
     case("offset50", (1, 64, 9, 9), 32, offset=50.0)
+    # eps where it shows: groups of variance ~0.01-0.2 (a per-channel spread) against
+    # eps = 0.05, so a kernel that drops eps, uses the default 1e-5 or adds it outside
+    # the square root is off by far more than the tolerance
+    case("eps0.05_small_var_silu", (2, 16, 3, 5), 4, eps=0.05, silu=True, scale=0.25)
+    case("eps0.05_small_var", (1, 24, 7), 6, eps=0.05, scale=0.15)
 
 
 def gen_layer_norm(g):
@@ -370,6 +375,8 @@ def gen_layer_norm(g):
     case("clip_768_offset20", (4, 768), offset=20.0)
     case("eps1e-6_1024_large", (2, 1024), eps=1e-6, scale=300.0)
     case("c1", (5, 1))
+    # eps where it shows: rows of variance ~0.04 against eps = 0.02 (see group_norm)
+    case("eps0.02_small_var", (3, 5, 48), eps=0.02, scale=0.2)
 
 
 # ---------------------------------------------------------------------------------
@@ -638,6 +645,10 @@ def gen_timestep(g):
     case("odd_dim_321", [981.0, 1.0], dim=321)
     case("no_flip_shift1_dim32", [981.0, 41.0, 3.0], dim=32, flip=False, shift=1.0)
     case("odd_dim_7_maxp100", [7.0], dim=7, max_period=100)
+    # freq_shift beyond 0 and 1 (diffusers' downscale_freq_shift): the exponent's
+    # denominator half - shift, at large t where a changed frequency moves sin/cos by O(1)
+    case("shift0.5_dim64", [999.0, 640.0, 17.0], dim=64, shift=0.5)
+    case("shift_minus2_no_flip_dim24", [981.0, 250.0, 2.0], dim=24, flip=False, shift=-2.0)
 
 
 # ---------------------------------------------------------------------------------
@@ -683,6 +694,10 @@ def gen_attention(g):
     case("large_scores", (1, 12, 64), 40, qk_scale=4.0)
     case("nk1", (2, 3, 40), 1)
     case("unbatched_2d", (19, 24), 33)
+    # more keys than one block of the CPU kernel (256) and more queries than one work item
+    # (128): the running maximum rises in later key blocks, so the rescaling of the
+    # partial sums (online softmax) is exercised
+    case("long_nk600_nq200_blocks", (1, 200, 16), 600, qk_scale=1.5)
 
 
 def gen_mha(g):

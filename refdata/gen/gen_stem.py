@@ -31,7 +31,9 @@ Tolerances:
   - em (and stem mode of stem_attention): rtol = atol = 1e-3 on K_base/V_base (values
     O(1)). tau = 0.01 makes the responsibilities nearly hard: a float32 rounding of a
     score moves z by ~1e-4 relative for tokens near a tie between two bases, and R
-    iterations carry that on. The float32 check shows the actual size (printed).
+    iterations carry that on. The float32 check shows the actual size (printed). The
+    cases with a larger tau (0.05 to 0.5: softer, better conditioned) are held to the
+    same tolerance.
   - stem_attention frame/inflated: as gen_ops.py's attention: max(1e-5, 1e-6 sqrt(nk))
     + 8u max|s| with s the scaled scores (u = 2^-24).
   - ddim: timesteps exact (int32); alphas rtol 1e-5 (diffusers' float32 values differ by
@@ -212,6 +214,13 @@ def gen_em(g):
         return k
     case("zero_variance_channel", 2, 200, 16, 16, 5, seed=21, keys=zero_var)
 
+    # tau other than the default 0.01: softer responsibilities (at 0.5 every basis takes
+    # a share of every token), so a kernel that ignores tau, or applies it twice, is off
+    # by O(1) here
+    case("tau0.05_r4", 2, 300, 24, 16, 4, seed=11, tau=0.05)
+    case("tau0.5_init", 1, 256, 16, 12, 5, init=True, tau=0.5)
+    case("tau0.5_blocks", 2, 200, 32, 20, 3, seed=12, block=48, tau=0.5)
+
 
 # ---------------------------------------------------------------------------------
 # stem_attention
@@ -228,7 +237,8 @@ def attn_tol(q, k, nk):
 
 
 def gen_stem_attention(g):
-    def case(name, mode, H, F, N, d, scope="video", batch_size=8, M=16, R=5, seed=0, layer=0, step=0, phase=0):
+    def case(name, mode, H, F, N, d, scope="video", batch_size=8, M=16, R=5, seed=0, layer=0, step=0, phase=0,
+             tau=0.01):
         rng = g.rng("stem_attention", name)
         n = F * N
         q = rng.standard_normal((H, n, d)).astype(np.float32)
@@ -240,6 +250,8 @@ def gen_stem_attention(g):
             attrs["batch_size"] = batch_size
         if mode == "stem":
             attrs.update({"bases": M, "iters": R, "seed": seed})
+            if tau != 0.01:
+                attrs["tau"] = tau
             for key, val in (("layer", layer), ("step", step), ("phase", phase)):
                 if val:
                     attrs[key] = val
@@ -260,7 +272,7 @@ def gen_stem_attention(g):
                 else:
                     w3 = w3_of(phase, step, c if scope == "chunk" else 0)
                     mu0 = em_init_philox(K[:, sl], M, seed, layer, w3)
-                    kb, vb = em_dense(K[:, sl], V[:, sl], mu0, R, 0.01)
+                    kb, vb = em_dense(K[:, sl], V[:, sl], mu0, R, tau)
                     outs.append(attention(Q[:, sl], kb, vb, scale))
             return {"out": torch.cat(outs, dim=1)}
 
@@ -276,6 +288,7 @@ def gen_stem_attention(g):
     case("stem_video", "stem", 2, 4, 24, 16, M=16, seed=42)
     case("stem_chunk", "stem", 2, 5, 16, 16, scope="chunk", batch_size=2, M=12, seed=43, layer=3, step=7)
     case("stem_video_m256", "stem", 1, 2, 64, 40, M=256, seed=44)
+    case("stem_chunk_tau0.2", "stem", 2, 4, 16, 16, scope="chunk", batch_size=2, M=10, seed=46, tau=0.2)
     case("frame", "frame", 2, 3, 20, 16)
     case("inflated_video", "inflated", 2, 4, 20, 16)
     case("inflated_chunk", "inflated", 2, 5, 12, 16, scope="chunk", batch_size=2)

@@ -116,14 +116,21 @@ stem_status stem_compare_tensors(const stem_tensor *got, const stem_tensor *want
     for (int64_t i = 0; i < c->numel; i++) {
         double g = element(got, i), w = element(want, i);
         double diff = fabs(g - w);
-        if (isnan(g) && isnan(w)) continue;
-        if (isnan(diff)) diff = INFINITY;
+        /* A NaN or Inf on either side is a violation, even NaN vs NaN or Inf vs Inf: the
+         * reference generators only store finite outputs, and two of stem's own results
+         * that both overflow are not "equal". The difference counts as infinite. */
+        bool nonfinite = !isfinite(g) || !isfinite(w);
+        if (nonfinite) {
+            c->nonfinite++;
+            diff = INFINITY;
+        }
         double limit = exact ? 0 : atol + rtol * fabs(w);
         if (diff > c->max_abs) c->max_abs = diff;
         if (fabs(w) > atol && diff / fabs(w) > c->max_rel) c->max_rel = diff / fabs(w);
-        if (diff > limit) c->violations++;
-        if (diff - limit > worst_excess) {
-            worst_excess = diff - limit;
+        if (nonfinite || !(diff <= limit)) c->violations++; /* !(<=): a NaN could not pass */
+        double excess = isinf(diff) ? INFINITY : diff - limit; /* the first NaN/Inf is the worst */
+        if (excess > worst_excess) {
+            worst_excess = excess;
             c->worst_index = i;
             c->worst_got = g;
             c->worst_want = w;
@@ -135,6 +142,8 @@ stem_status stem_compare_tensors(const stem_tensor *got, const stem_tensor *want
 void stem_compare_describe(const stem_compare *c, double rtol, double atol, char *buf, size_t len) {
     int n = snprintf(buf, len, "max abs %.3g, max rel %.3g, %lld of %lld outside rtol %.3g atol %.3g", c->max_abs,
                      c->max_rel, (long long)c->violations, (long long)c->numel, rtol, atol);
+    if (c->nonfinite && n > 0 && (size_t)n < len)
+        n += snprintf(buf + n, len - (size_t)n, ", %lld NaN/Inf", (long long)c->nonfinite);
     if (c->violations && n > 0 && (size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " (worst at flat index %lld: got %.9g, want %.9g)", (long long)c->worst_index,
                  c->worst_got, c->worst_want);

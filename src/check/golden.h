@@ -19,6 +19,7 @@ typedef struct stem_golden {
 
 typedef struct stem_compare {
     int64_t numel, violations, worst_index;
+    int64_t nonfinite;       /* elements where got or want is NaN or Inf (each one is also a violation) */
     double max_abs, max_rel; /* max |got-want| and max |got-want| / |want| (over |want| > atol) */
     double worst_got, worst_want;
 } stem_compare;
@@ -34,8 +35,8 @@ stem_status stem_golden_round_inputs(stem_golden *g, stem_dtype dt);
 stem_status stem_golden_run(const stem_golden *g, stem_backend *be, stem_dtype dt, stem_tensor_map *outputs);
 
 /* allclose: |got - want| <= atol + rtol * |want| for every element (integers: equal).
- * Shapes and dtypes must match (STEM_E_SHAPE otherwise). Both on the host. NaN in
- * got where want is finite counts as a violation. */
+ * Shapes and dtypes must match (STEM_E_SHAPE otherwise). Both on the host. A NaN or
+ * Inf in got or in want is a violation (NaN vs NaN and Inf vs Inf too). */
 stem_status stem_compare_tensors(const stem_tensor *got, const stem_tensor *want, double rtol, double atol,
                                  stem_compare *c);
 /* "max abs 1.2e-06, max rel 3.4e-07, 0 of 4096 outside rtol 1e-05 atol 1e-06" */
