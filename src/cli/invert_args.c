@@ -118,7 +118,10 @@ static int apply_config(invert_args *a, const bool *flag_set) {
         snprintf(a->prompt_buf, sizeof a->prompt_buf, "%s", c.inversion_prompt);
         a->prompt = a->prompt_buf;
     }
-    if (!flag_set[F_NFRAMES] && stem_yaml_config_has(&c, STEM_CFG_N_FRAMES)) a->n_frames = c.n_frames;
+    if (!flag_set[F_NFRAMES] && stem_yaml_config_has(&c, STEM_CFG_N_FRAMES)) {
+        a->n_frames = c.n_frames;
+        snprintf(a->n_frames_name, sizeof a->n_frames_name, "n_frames (%s)", a->config);
+    }
     if (!flag_set[F_WIDTH] && stem_yaml_config_has(&c, STEM_CFG_WIDTH)) a->width = c.width;
     if (!flag_set[F_HEIGHT] && stem_yaml_config_has(&c, STEM_CFG_HEIGHT)) a->height = c.height;
     if (!flag_set[F_STEPS] && stem_yaml_config_has(&c, STEM_CFG_N_INVERSION_STEPS)) a->inv.steps = c.n_inversion_steps;
@@ -182,7 +185,12 @@ int invert_parse_args(int argc, char **argv, invert_args *a) {
         else if (!strcmp(f, "--prompt")) { TAKES_VALUE(); a->prompt = v; flag_set[2] = true; }
         else if (!strcmp(f, "--out")) { TAKES_VALUE(); a->out = v; flag_set[3] = true; }
         else if (!strcmp(f, "--config")) { TAKES_VALUE(); a->config = v; }
-        else if (!strcmp(f, "--n-frames")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 1, 100000, &a->n_frames); flag_set[4] = true; }
+        else if (!strcmp(f, "--n-frames")) {
+            TAKES_VALUE();
+            rc = parse_int_flag(f, v, 1, 100000, &a->n_frames);
+            snprintf(a->n_frames_name, sizeof a->n_frames_name, "--n-frames");
+            flag_set[4] = true;
+        }
         else if (!strcmp(f, "--width")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 8, 8192, &a->width); flag_set[5] = true; }
         else if (!strcmp(f, "--height")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 8, 8192, &a->height); flag_set[6] = true; }
         else if (!strcmp(f, "--steps")) { TAKES_VALUE(); rc = parse_int_flag(f, v, 1, 1000, &a->inv.steps); flag_set[7] = true; }
