@@ -59,7 +59,13 @@ static void usage(FILE *out) {
             "  latents/rec_SSS_tTTTT.safetensors   reconstruction latents after each step\n"
             "  frames/input, frames/vae, frames/recon   PNG frames: resized input, VAE round trip, reconstruction\n"
             "  sheet.png              input | VAE | reconstruction for a few frames\n"
-            "  recon.mp4              the reconstruction as a video (when built with FFmpeg; even sizes)\n");
+            "  recon.mp4              the reconstruction as a video (when built with FFmpeg; even sizes)\n"
+            "\n"
+            "frame sizes: the VAE decodes to sides that are multiples of its downsampling factor (8 for SD),\n"
+            "as the original does: 854x480 frames give 848x480 outputs. frames/vae, frames/recon, recon.mp4\n"
+            "and sheet.png are that size; frames/input is the input as encoded. PSNR, SSIM and the temporal\n"
+            "metric compare the outputs with the input's top-left region of the output size, where the\n"
+            "decoded pixels lie (no resampling); manifest.json \"frame_sizes\" states the sizes and region.\n");
 }
 
 /* <source tree>/refdata, or $STEM_REFDATA. */
