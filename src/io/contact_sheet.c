@@ -6,6 +6,20 @@
 #include "core/backend.h"
 #include "io/resize.h"
 
+stem_status stem_contact_sheet_size(int n_columns, int max_rows, int64_t frames, int64_t h, int64_t w, long *sheet_w,
+                                    long *sheet_h) {
+    if (n_columns < 1 || max_rows < 1 || frames < 1 || h < 1 || w < 1)
+        return stem_fail(STEM_E_ARG, "contact sheet: %d columns, %d rows of %lld frames %lldx%lld", n_columns, max_rows,
+                         (long long)frames, (long long)w, (long long)h);
+    long rows = max_rows < frames ? max_rows : (long)frames;
+    *sheet_w = (long)n_columns * (long)w + (long)(n_columns - 1) * STEM_SHEET_GAP;
+    *sheet_h = rows * (long)h + (rows - 1) * STEM_SHEET_GAP;
+    if (*sheet_w > STEM_IMAGE_MAX_DIM || *sheet_h > STEM_IMAGE_MAX_DIM)
+        return stem_fail(STEM_E_ARG, "contact sheet: %ldx%ld is larger than %d (fewer rows or columns)", *sheet_w,
+                         *sheet_h, STEM_IMAGE_MAX_DIM);
+    return STEM_OK;
+}
+
 stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_columns, int max_rows, stem_image *out) {
     out->rgb = NULL;
     out->width = out->height = 0;
@@ -25,11 +39,8 @@ stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_c
     }
     int f = (int)t0->shape[0], h = (int)t0->shape[2], w = (int)t0->shape[3];
     int rows = max_rows < f ? max_rows : f;
-    long sheet_w = (long)n_columns * w + (long)(n_columns - 1) * STEM_SHEET_GAP;
-    long sheet_h = (long)rows * h + (long)(rows - 1) * STEM_SHEET_GAP;
-    if (sheet_w > STEM_IMAGE_MAX_DIM || sheet_h > STEM_IMAGE_MAX_DIM)
-        return stem_fail(STEM_E_ARG, "contact sheet: %ldx%ld is larger than %d (fewer rows or columns)", sheet_w, sheet_h,
-                         STEM_IMAGE_MAX_DIM);
+    long sheet_w, sheet_h;
+    STEM_TRY(stem_contact_sheet_size(n_columns, max_rows, t0->shape[0], t0->shape[2], t0->shape[3], &sheet_w, &sheet_h));
     STEM_TRY(stem_image_new((int)sheet_w, (int)sheet_h, out));
     memset(out->rgb, 128, (size_t)sheet_w * (size_t)sheet_h * 3);
     size_t plane = (size_t)h * (size_t)w;

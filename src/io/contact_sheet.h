@@ -16,6 +16,10 @@
 
 #define STEM_SHEET_GAP 4
 
+/* The sheet's size for n_columns clips of `frames` h x w frames; STEM_E_ARG when it
+ * would be larger than STEM_IMAGE_MAX_DIM (known before any clip exists). */
+stem_status stem_contact_sheet_size(int n_columns, int max_rows, int64_t frames, int64_t h, int64_t w, long *sheet_w,
+                                    long *sheet_h);
 /* The sheet as an image (caller frees). */
 stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_columns, int max_rows, stem_image *out);
 /* Renders and writes it to `path` (PNG). */

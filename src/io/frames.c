@@ -346,13 +346,14 @@ stem_status stem_frames_load(const stem_frames_request *req, stem_frames *out) {
                          STEM_IMAGE_MAX_DIM);
     if (req->n_frames < 0) return stem_fail(STEM_E_ARG, "n_frames %d: must be positive (or 0 for all)", req->n_frames);
 
+    const char *count_name = req->n_frames_name && *req->n_frames_name ? req->n_frames_name : "n_frames";
     stem_frame_source *src;
     STEM_TRY(stem_frame_source_open(req->path, req->note, req->note_user, &src));
     int known = stem_frame_source_count(src);
     if (req->n_frames > 0 && known >= 0 && req->n_frames > known) {
         stem_frame_source_close(src);
-        return stem_fail(STEM_E_ARG, "'%s' has %d frame%s, but n_frames asks for %d", req->path, known,
-                         known == 1 ? "" : "s", req->n_frames);
+        return stem_fail(STEM_E_ARG, "'%s' has %d frame%s, but %s asks for %d", req->path, known,
+                         known == 1 ? "" : "s", count_name, req->n_frames);
     }
     int want = req->n_frames > 0 ? req->n_frames : known; /* -1: a whole video, count unknown */
     size_t plane = (size_t)req->width * (size_t)req->height * 3;
@@ -409,8 +410,8 @@ stem_status stem_frames_load(const stem_frames_request *req, stem_frames *out) {
     stem_image_free(&frame);
     if (s == STEM_OK && count == 0) s = stem_fail(STEM_E_FORMAT, "'%s': no frames could be read", req->path);
     if (s == STEM_OK && req->n_frames > 0 && count < req->n_frames)
-        s = stem_fail(STEM_E_ARG, "'%s' has %d frame%s, but n_frames asks for %d", req->path, count, count == 1 ? "" : "s",
-                      req->n_frames);
+        s = stem_fail(STEM_E_ARG, "'%s' has %d frame%s, but %s asks for %d", req->path, count, count == 1 ? "" : "s",
+                      count_name, req->n_frames);
     if (s == STEM_OK && want < 0) {
         int64_t shape[4] = {count, 3, req->height, req->width};
         s = stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, &out->pixels);
@@ -477,4 +478,21 @@ stem_status stem_frames_write_dir(const char *dir, const stem_tensor *pixels, st
     }
     free(path);
     return s;
+}
+
+stem_status stem_pixels_crop(const stem_tensor *pixels, int64_t height, int64_t width, stem_tensor *out) {
+    memset(out, 0, sizeof *out);
+    STEM_TRY(check_pixels(pixels, "crop"));
+    const int64_t F = pixels->shape[0], H = pixels->shape[2], W = pixels->shape[3];
+    if (height < 1 || width < 1 || height > H || width > W)
+        return stem_fail(STEM_E_ARG, "crop: %lldx%lld is not within the %lldx%lld frames", (long long)width,
+                         (long long)height, (long long)W, (long long)H);
+    int64_t shape[4] = {F, 3, height, width};
+    STEM_TRY(stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, out));
+    const float *src = pixels->data;
+    float *dst = out->data;
+    for (int64_t plane = 0; plane < F * 3; plane++) /* each [H, W] plane: its first rows, first columns */
+        for (int64_t y = 0; y < height; y++)
+            memcpy(dst + (plane * height + y) * width, src + (plane * H + y) * W, sizeof *dst * (size_t)width);
+    return STEM_OK;
 }

@@ -48,6 +48,7 @@ void stem_frame_source_close(stem_frame_source *src);
 typedef struct stem_frames_request {
     const char *path; /* directory of frames, image file or video */
     int n_frames;     /* take the first n; 0: all. More than there are: STEM_E_ARG */
+    const char *n_frames_name; /* what set n_frames, for that message ("--n-frames"); NULL: "n_frames" */
     int width, height; /* resize every frame to exactly this (1..STEM_IMAGE_MAX_DIM) */
     stem_note_fn note; /* remarks; NULL: stderr */
     void *note_user;
@@ -67,6 +68,11 @@ void stem_frames_free(stem_frames *f);
 
 /* Frame `index` of host f32 pixels [F, 3, H, W] in [-1, 1] as an 8-bit image. */
 stem_status stem_pixels_frame_to_image(const stem_tensor *pixels, int index, stem_quantize q, stem_image *out);
+
+/* The top-left height x width region of host f32 pixels [F, 3, H, W] (height <= H,
+ * width <= W) as a new host tensor [F, 3, height, width]: where frames the VAE decodes
+ * (a multiple of its factor) meet the input (doc/frame-sizes.md). */
+stem_status stem_pixels_crop(const stem_tensor *pixels, int64_t height, int64_t width, stem_tensor *out);
 
 /* Writes every frame of host f32 pixels [F, 3, H, W] in [-1, 1] into `dir` (created
  * if missing) as %05d.png (the original's names), each file atomically. A failure

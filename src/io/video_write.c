@@ -43,36 +43,36 @@ static stem_status encode(const char *path, AVCodecContext *enc, AVFormatContext
     }
 }
 
-stem_status stem_video_write(const char *path, const stem_tensor *pixels, int fps, stem_quantize q) {
-    if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->dtype != STEM_F32 || !pixels->backend->host_memory)
-        return stem_fail(STEM_E_ARG, "%s: video frames must be host f32 [F, 3, H, W]", path);
-    int frames = (int)pixels->shape[0], h = (int)pixels->shape[2], w = (int)pixels->shape[3];
-    if (frames < 1 || fps < 1) return stem_fail(STEM_E_ARG, "%s: no frames or fps < 1", path);
+/* The container (from the file name) with one stream and its encoder opened for w x h
+ * at fps: everything that can refuse a size or a name, before any frame exists. */
+typedef struct video_out {
+    AVFormatContext *fmt;
+    AVStream *st;
+    AVCodecContext *enc;
+} video_out;
+
+static void video_out_free(video_out *v) {
+    avcodec_free_context(&v->enc);
+    avformat_free_context(v->fmt);
+    memset(v, 0, sizeof *v);
+}
+
+static stem_status video_out_open(const char *path, int w, int h, int fps, video_out *v) {
+    memset(v, 0, sizeof *v);
+    if (w < 1 || h < 1 || fps < 1) return stem_fail(STEM_E_ARG, "%s: %dx%d frames at %d fps", path, w, h, fps);
     if (h % 2 || w % 2)
         return stem_fail(STEM_E_ARG, "%s: %dx%d frames: video output needs even sizes (yuv420p)", path, w, h);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-
     av_log_set_level(AV_LOG_ERROR); /* x264's statistics would flood stderr */
     const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
     if (!codec) codec = avcodec_find_encoder(AV_CODEC_ID_MPEG4);
     if (!codec) return stem_fail(STEM_E_UNSUPPORTED, "%s: this FFmpeg has neither libx264 nor an MPEG-4 encoder", path);
-    AVFormatContext *fmt = NULL;
-    AVCodecContext *enc = NULL;
-    AVFrame *frame = NULL;
-    AVPacket *pkt = NULL;
-    struct SwsContext *sws = NULL;
-    stem_image img = {0};
     stem_status s = STEM_OK;
-    bool opened = false;
-    /* the container comes from the final name, the bytes go to the temporary one */
-    int r = avformat_alloc_output_context2(&fmt, NULL, NULL, path);
-    if (r < 0 || !fmt) { s = av_fail(path, "no container for this file name", r); goto done; }
-    AVStream *st = avformat_new_stream(fmt, NULL);
-    enc = avcodec_alloc_context3(codec);
-    frame = av_frame_alloc();
-    pkt = av_packet_alloc();
-    if (!st || !enc || !frame || !pkt) { s = stem_fail(STEM_E_NOMEM, "%s: out of memory", path); goto done; }
+    int r = avformat_alloc_output_context2(&v->fmt, NULL, NULL, path);
+    if (r < 0 || !v->fmt) { s = av_fail(path, "no container for this file name", r); goto done; }
+    v->st = avformat_new_stream(v->fmt, NULL);
+    v->enc = avcodec_alloc_context3(codec);
+    if (!v->st || !v->enc) { s = stem_fail(STEM_E_NOMEM, "%s: out of memory", path); goto done; }
+    AVCodecContext *enc = v->enc;
     enc->width = w;
     enc->height = h;
     enc->pix_fmt = AV_PIX_FMT_YUV420P;
@@ -80,15 +80,49 @@ stem_status stem_video_write(const char *path, const stem_tensor *pixels, int fp
     enc->framerate = (AVRational){fps, 1};
     enc->gop_size = 12;
     enc->max_b_frames = 0; /* no reordering: every reader gets every frame back, in order */
-    if (fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (v->fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if (codec->id == AV_CODEC_ID_H264) av_opt_set(enc->priv_data, "crf", "18", 0);
     else {
         enc->flags |= AV_CODEC_FLAG_QSCALE;
         enc->global_quality = FF_QP2LAMBDA * 2;
     }
     if ((r = avcodec_open2(enc, codec, NULL)) < 0) { s = av_fail(path, "opening the encoder", r); goto done; }
-    if ((r = avcodec_parameters_from_context(st->codecpar, enc)) < 0) { s = av_fail(path, "stream parameters", r); goto done; }
-    st->time_base = enc->time_base;
+    if ((r = avcodec_parameters_from_context(v->st->codecpar, enc)) < 0) { s = av_fail(path, "stream parameters", r); goto done; }
+    v->st->time_base = enc->time_base;
+done:
+    if (s != STEM_OK) video_out_free(v);
+    return s;
+}
+
+stem_status stem_video_write_check(const char *path, int width, int height, int fps) {
+    video_out v;
+    STEM_TRY(video_out_open(path, width, height, fps, &v));
+    video_out_free(&v);
+    return STEM_OK;
+}
+
+stem_status stem_video_write(const char *path, const stem_tensor *pixels, int fps, stem_quantize q) {
+    if (pixels->ndim != 4 || pixels->shape[1] != 3 || pixels->dtype != STEM_F32 || !pixels->backend->host_memory)
+        return stem_fail(STEM_E_ARG, "%s: video frames must be host f32 [F, 3, H, W]", path);
+    int frames = (int)pixels->shape[0], h = (int)pixels->shape[2], w = (int)pixels->shape[3];
+    if (frames < 1 || fps < 1) return stem_fail(STEM_E_ARG, "%s: no frames or fps < 1", path);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+
+    video_out v;
+    STEM_TRY(video_out_open(path, w, h, fps, &v));
+    AVFormatContext *fmt = v.fmt;
+    AVCodecContext *enc = v.enc;
+    AVStream *st = v.st;
+    AVFrame *frame = av_frame_alloc();
+    AVPacket *pkt = av_packet_alloc();
+    struct SwsContext *sws = NULL;
+    stem_image img = {0};
+    stem_status s = STEM_OK;
+    bool opened = false;
+    int r;
+    if (!frame || !pkt) { s = stem_fail(STEM_E_NOMEM, "%s: out of memory", path); goto done; }
+    /* the container comes from the final name, the bytes go to the temporary one */
     if ((r = avio_open(&fmt->pb, tmp, AVIO_FLAG_WRITE)) < 0) { s = av_fail(path, "cannot create the file", r); goto done; }
     opened = true;
     if ((r = avformat_write_header(fmt, NULL)) < 0) { s = av_fail(path, "writing the header", r); goto done; }
@@ -120,14 +154,20 @@ done:
     sws_freeContext(sws);
     av_packet_free(&pkt);
     av_frame_free(&frame);
-    avcodec_free_context(&enc);
-    avformat_free_context(fmt);
+    video_out_free(&v);
     return s;
 }
 
 #else
 
 bool stem_video_write_available(void) { return false; }
+
+stem_status stem_video_write_check(const char *path, int width, int height, int fps) {
+    (void)width;
+    (void)height;
+    (void)fps;
+    return stem_fail(STEM_E_UNSUPPORTED, "%s: this stem was built without FFmpeg's libraries (no video output)", path);
+}
 
 stem_status stem_video_write(const char *path, const stem_tensor *pixels, int fps, stem_quantize q) {
     (void)pixels;

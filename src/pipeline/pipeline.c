@@ -68,6 +68,55 @@ stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, st
     return s;
 }
 
+/* ---- frame geometry ----------------------------------------------------------------- */
+
+/* Each component's side of the tensors the others hand it. */
+static stem_status check_components(const stem_pipeline *p) {
+    const stem_unet_config *u = stem_unet_get_config(p->unet);
+    const stem_vae_config *v = &p->vae.cfg;
+    if (v->latent_channels != u->in_channels || v->latent_channels != u->out_channels)
+        return stem_fail(STEM_E_FORMAT, "model %s: the VAE has %lld latent channels, the UNet takes %d and returns %d",
+                         p->model_dir, (long long)v->latent_channels, u->in_channels, u->out_channels);
+    if (v->in_channels != 3 || v->out_channels != 3)
+        return stem_fail(STEM_E_FORMAT, "model %s: the VAE reads %lld and writes %lld channels, frames are RGB (3)",
+                         p->model_dir, (long long)v->in_channels, (long long)v->out_channels);
+    if (p->text.cfg.hidden != u->cross_attention_dim[0])
+        return stem_fail(STEM_E_FORMAT, "model %s: the text encoder's hidden_size %lld is not the UNet's "
+                         "cross_attention_dim %d", p->model_dir, (long long)p->text.cfg.hidden,
+                         u->cross_attention_dim[0]);
+    return STEM_OK;
+}
+
+stem_status stem_pipeline_geometry(const stem_pipeline *p, int64_t H, int64_t W, stem_frame_geometry *g) {
+    memset(g, 0, sizeof *g);
+    STEM_TRY(check_components(p));
+    g->in_h = H;
+    g->in_w = W;
+    g->factor = 1 << (p->vae.cfg.levels - 1);
+    /* each Downsample2D pads right/bottom by one for its 3x3 stride-2 kernel, x -> floor(x / 2):
+     * it needs x >= 2, so the frames need factor pixels a side; latent = floor(x / factor) */
+    if (H < g->factor || W < g->factor)
+        return stem_fail(STEM_E_ARG, "%lldx%lld frames are too small for the VAE: it needs at least %dx%d (its "
+                         "%d downsampling steps)", (long long)W, (long long)H, g->factor, g->factor,
+                         p->vae.cfg.levels - 1);
+    stem_vae_latent_size(&p->vae, H, W, &g->latent_h, &g->latent_w);
+    /* the UNet's downsamplers (padding 1, or right/bottom 1 with downsample_padding 0) give
+     * at least 1 from 1 or 2; its upsamplers take the skip connection's size back */
+    const stem_unet_config *u = stem_unet_get_config(p->unet);
+    g->unet_levels = stem_unet_level_sizes(p->unet, g->latent_h, g->latent_w, g->unet_h, g->unet_w);
+    for (int l = 1; l < g->unet_levels; l++)
+        if (g->unet_h[l] < 1 || g->unet_w[l] < 1 ||
+            (!u->downsample_padding && (g->unet_h[l - 1] < 2 || g->unet_w[l - 1] < 2)))
+            return stem_fail(STEM_E_ARG, "%lldx%lld frames: latents %lldx%lld are too small for the UNet's %d levels",
+                             (long long)W, (long long)H, (long long)g->latent_w, (long long)g->latent_h,
+                             g->unet_levels);
+    stem_vae_frame_size(&p->vae, g->latent_h, g->latent_w, &g->out_h, &g->out_w);
+    if (g->out_h > H || g->out_w > W) /* factor * floor(x / factor) <= x: what the crop for metrics relies on */
+        return stem_fail(STEM_E_ARG, "%lldx%lld frames decode to %lldx%lld, larger than the input", (long long)W,
+                         (long long)H, (long long)g->out_w, (long long)g->out_h);
+    return STEM_OK;
+}
+
 /* ---- fingerprint -------------------------------------------------------------------- */
 
 static void fnv1a(uint64_t *h, const void *data, size_t n) {

@@ -32,6 +32,27 @@ void stem_pipeline_free(stem_pipeline *p);
  * *truncated tells whether the prompt was longer than 77 tokens. */
 stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, stem_tensor *context, bool *truncated);
 
+/* How H x W frames go through the model (doc/frame-sizes.md). The VAE encoder's padded
+ * stride-2 convolutions take each side x to (x - 1) / 2 + 1 per level (SD, factor 8:
+ * 854 -> 427 -> 213 -> 106), the UNet takes the latents down its levels and back, and
+ * the decoder returns factor x the latent size: 848 x 480 for 854 x 480 frames. That
+ * decoded size is the size of every output frame; it matches the input's top-left
+ * out_h x out_w pixels (the encoder drops the last columns and rows, it does not rescale). */
+typedef struct stem_frame_geometry {
+    int64_t in_h, in_w;         /* frames into the VAE encoder */
+    int64_t latent_h, latent_w; /* latents [F, latent_channels, latent_h, latent_w] */
+    int unet_levels;
+    int64_t unet_h[STEM_UNET_MAX_LEVELS], unet_w[STEM_UNET_MAX_LEVELS]; /* level 0 = latent */
+    int64_t out_h, out_w;       /* what the decoder returns: factor * latent */
+    int factor;                 /* the VAE's downsampling factor, 2^(levels - 1) */
+} stem_frame_geometry;
+
+/* The geometry of H x W frames through p, and what the components must agree on (the
+ * VAE's latent channels are the UNet's in/out channels, the VAE reads and writes RGB,
+ * the text encoder's width is the UNet's cross_attention_dim). STEM_E_ARG naming the
+ * size when the frames are smaller than the VAE's factor on a side. */
+stem_status stem_pipeline_geometry(const stem_pipeline *p, int64_t H, int64_t W, stem_frame_geometry *g);
+
 /* A 64-bit FNV-1a fingerprint (16 hex digits) of a diffusers folder: model_index.json,
  * every component's config.json, and each weight file's size and first 1 MiB (its
  * safetensors header and the first tensors). Cheap on multi-GB folders, and it changes
