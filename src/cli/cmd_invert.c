@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/invert_memory.h"
+#include "cli/output_dir.h"
 #include "cli/progress.h"
 #include "io/atomic_file.h"
 #include "io/contact_sheet.h"
@@ -20,6 +22,8 @@
 #include "io/video_write.h"
 #include "io/yaml_config.h"
 #include "pipeline/invert.h"
+#include "pipeline/latent_file.h"
+#include "pipeline/resume_check.h"
 
 /* ---- options ---------------------------------------------------------------------- */
 
@@ -121,14 +125,6 @@ static int parse_size_flag(const char *flag, const char *v, size_t *out) {
     }
     *out = (size_t)(x * unit);
     return 0;
-}
-
-/* 70 % of what the backend can still allocate (RAM: MemAvailable; GPU: cudaMemGetInfo). */
-static size_t default_mem_limit(stem_backend *be) {
-    size_t available = 0, total = 0;
-    if (be->ops->memory_info && be->ops->memory_info(be, &available, &total) == STEM_OK && available)
-        return available / 10 * 7;
-    return (size_t)8 << 30;
 }
 
 static void note_to_stderr(void *user, const char *message) {
@@ -317,22 +313,6 @@ static void on_signal(int sig) {
 
 /* ---- per-step saving and resume ------------------------------------------------------- */
 
-/* "512 KiB", "143 MiB", "12.5 GiB": sizes in messages, readable at any scale. */
-typedef struct size_text {
-    char s[32];
-} size_text;
-
-static size_text size_str(double bytes) {
-    size_text t;
-    if (bytes < 1048576.0)
-        snprintf(t.s, sizeof t.s, "%.0f KiB", bytes / 1024.0);
-    else if (bytes < 10.0 * 1073741824.0)
-        snprintf(t.s, sizeof t.s, "%.0f MiB", bytes / 1048576.0);
-    else
-        snprintf(t.s, sizeof t.s, "%.1f GiB", bytes / 1073741824.0);
-    return t;
-}
-
 typedef struct run_state {
     const invert_args *args;
     const char *dir; /* the .partial output folder */
@@ -357,37 +337,25 @@ static void latents_path(char *buf, size_t len, const char *dir, stem_phase phas
              step, t);
 }
 
-static stem_status save_latents(const char *path, const stem_tensor *x, stem_phase phase, int step, int t) {
-    stem_tensor_map m;
-    stem_tensor_map_init(&m);
-    stem_tensor view = *x;
-    view.owned = false;
-    char buf[32];
-    stem_status s = stem_tensor_map_put(&m, "latents", view);
-    snprintf(buf, sizeof buf, "%d", t);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "timestep", buf);
-    snprintf(buf, sizeof buf, "%d", step);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "step", buf);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "phase", phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction");
-    if (s == STEM_OK) s = stem_safetensors_save(path, &m);
-    stem_tensor_map_free(&m);
-    return s;
-}
-
 static stem_status on_step(void *user, stem_phase phase, int step, int steps, int t, const stem_tensor *x) {
     run_state *st = user;
     char path[PATH_MAX + 64];
     latents_path(path, sizeof path, st->dir, phase, step, t);
-    STEM_TRY(save_latents(path, x, phase, step, t));
+    STEM_TRY(stem_latent_file_save(path, x, phase, step, t));
     sample_device_memory(st);
-    stem_progress_update(&st->progress, step + 1);
+    /* on interruption the last progress line shows the step the message names (a log
+     * gets a line only every few seconds: it said 15 where the message said 16) */
+    if (interrupted) stem_progress_show(&st->progress, step + 1);
+    else stem_progress_update(&st->progress, step + 1);
     if (interrupted) return stem_fail(STEM_E_IO, "interrupted after %s step %d of %d; the steps so far are saved: "
-                                      "run the same command with --resume to continue",
-                                      phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction", step + 1, steps);
+                                      "run the same command with --resume to continue", stem_phase_name(phase),
+                                      step + 1, steps);
     return STEM_OK;
 }
 
-/* The last step of `phase` whose latents are saved, -1 if none: loads them into x. */
+/* The last step of `phase` whose latents are saved, -1 if none: loads them into x. Every
+ * saved file of the phase is checked (checksum, step metadata): a damaged earlier step
+ * would otherwise be carried into the finished folder. */
 static stem_status find_resume_point(const char *dir, stem_phase phase, const stem_ddim *ddim, stem_tensor *x,
                                      int *last) {
     *last = -1;
@@ -396,15 +364,10 @@ static stem_status find_resume_point(const char *dir, stem_phase phase, const st
         char path[PATH_MAX + 64];
         latents_path(path, sizeof path, dir, phase, i, t);
         if (access(path, F_OK) != 0) continue;
-        stem_tensor_map m;
-        STEM_TRY(stem_safetensors_load(path, STEM_F32, &m));
-        stem_tensor *saved = stem_tensor_map_get(&m, "latents");
-        stem_status s = saved ? stem_tensor_copy(saved, x)
-                              : stem_fail(STEM_E_FORMAT, "%s: no tensor 'latents'", path);
-        stem_tensor_map_free(&m);
-        if (s != STEM_OK) return stem_error_context(s, "resuming");
-        *last = i;
-        return STEM_OK;
+        stem_status s = stem_latent_file_load(path, phase, i, t, *last < 0 ? x : NULL);
+        if (s != STEM_OK)
+            return stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
+        if (*last < 0) *last = i;
     }
     return STEM_OK;
 }
@@ -462,12 +425,9 @@ static stem_status check_resume_options(const char *dir, json_object *options) {
     snprintf(path, sizeof path, "%s/options.json", dir);
     json_object *old = json_object_from_file(path);
     if (!old) return stem_fail(STEM_E_ARG, "--resume: %s has no readable options.json; start over with --force", dir);
-    bool same = json_object_equal(old, options);
+    stem_status s = stem_resume_compare_options(path, old, options);
     json_object_put(old);
-    if (!same)
-        return stem_fail(STEM_E_ARG, "--resume: the options differ from the interrupted run's (%s); use the same "
-                                     "options, or --force to start over", path);
-    return STEM_OK;
+    return s;
 }
 
 /* ---- the command ------------------------------------------------------------------------ */
@@ -483,10 +443,8 @@ int cmd_invert(int argc, char **argv) {
     if (a.threads) stem_set_num_threads(a.threads);
 
     struct stat st_out;
-    if (!a.resume && !a.force && stat(a.out, &st_out) == 0) {
-        fprintf(stderr, "stem invert: %s already exists: pass --force to replace it\n", a.out);
-        return 2;
-    }
+    stem_status s = cli_output_check(a.out, a.force, a.resume); /* --force replaces only stem's own output */
+    if (s != STEM_OK) return cli_report(s);
     stem_backend *be;
     if ((rc = cli_open_backend(a.backend, &be)) != 0) return rc;
 
@@ -502,84 +460,69 @@ int cmd_invert(int argc, char **argv) {
     stem_ddim ddim = {0};
     run_state st = {.args = &a};
     char path[PATH_MAX + 64];
-    stem_status s;
 
-    /* frames: first the source size, so that the default size is "unchanged" */
+    /* frames: first the source size (so that the default size is "unchanged") and count */
     stem_frames_request req = {.path = a.frames, .n_frames = a.n_frames, .width = a.width, .height = a.height,
                                .note = note_to_stderr, .note_user = &a.quiet};
-    if (!req.width || !req.height) {
+    int expected_frames = a.n_frames;
+    {
         stem_frame_source *src;
         stem_image first = {0};
         bool done = false;
         s = stem_frame_source_open(a.frames, note_to_stderr, &a.quiet, &src);
         if (s == STEM_OK) {
-            s = stem_frame_source_next(src, &first, &done);
-            if (s == STEM_OK && done) s = stem_fail(STEM_E_FORMAT, "%s: no frames", a.frames);
-            if (s == STEM_OK) {
-                if (!req.width) req.width = first.width;
-                if (!req.height) req.height = first.height;
+            int count = stem_frame_source_count(src); /* -1: a video, counted only by decoding it */
+            if (!expected_frames || (count > 0 && count < expected_frames)) expected_frames = count > 0 ? count : 1;
+            if (!req.width || !req.height) {
+                s = stem_frame_source_next(src, &first, &done);
+                if (s == STEM_OK && done) s = stem_fail(STEM_E_FORMAT, "%s: no frames", a.frames);
+                if (s == STEM_OK) {
+                    if (!req.width) req.width = first.width;
+                    if (!req.height) req.height = first.height;
+                }
+                stem_image_free(&first);
             }
-            stem_image_free(&first);
             stem_frame_source_close(src);
         }
         if (s != STEM_OK) goto fail;
     }
-    if ((s = stem_frames_load(&req, &fr)) != STEM_OK) goto fail;
-    if (fr.mixed_sizes && !a.quiet) fprintf(stderr, "stem: warning: %s: frames differ in size; each was resized to %dx%d\n", a.frames, fr.width, fr.height);
 
-    if (!a.quiet) {
-        fprintf(stderr, "stem invert: %d frames %dx%d from %s\n", fr.count, fr.width, fr.height, a.frames);
+    if (!a.quiet)
         fprintf(stderr, "stem invert: model %s%s on %s\n", a.model,
                 a.model_is_default ? " (bundled tiny model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
                 be->ops->describe(be));
-    }
     if ((s = stem_pipeline_load(a.model, be, a.dtype, &p)) != STEM_OK) goto fail;
     have_pipeline = true;
+
+    /* memory budget (cli/invert_memory.c), planned before any frame is decoded at the
+     * requested size (--width 8192 --height 8192 ran 64 s and took 6.6 GB before the
+     * message), and again for the frames actually read */
+    size_t limit = a.mem_limit ? a.mem_limit : cli_default_mem_limit(be);
+    if ((s = cli_invert_plan(&p, &a.inv, expected_frames, req.width, req.height, limit, false)) != STEM_OK) goto fail;
+    if ((s = stem_frames_load(&req, &fr)) != STEM_OK) goto fail;
+    if (fr.mixed_sizes && !a.quiet) fprintf(stderr, "stem: warning: %s: frames differ in size; each was resized to %dx%d\n", a.frames, fr.width, fr.height);
+    if (!a.quiet) fprintf(stderr, "stem invert: %d frames %dx%d from %s\n", fr.count, fr.width, fr.height, a.frames);
+    if ((s = cli_invert_plan(&p, &a.inv, fr.count, fr.width, fr.height, limit, !a.quiet)) != STEM_OK) goto fail;
+    int64_t h, w;
+    stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
+
     bool truncated = false;
     if ((s = stem_pipeline_encode_prompt(&p, a.prompt, &context, &truncated)) != STEM_OK) goto fail;
     if (truncated) fprintf(stderr, "stem: warning: the prompt is longer than 77 tokens and was truncated\n");
 
-    /* memory budget: how many frames the UNet's modules may take at once. Without
-     * --mem-limit all frames unless they would not fit 70 % of the available RAM; then
-     * frame attention and chunk scope split them into evaluations, video scope runs
-     * each evaluation layer-major over slices. The count is part of options.json, so
-     * --resume runs it the same way. */
-    int64_t h, w;
-    stem_vae_latent_size(&p.vae, fr.height, fr.width, &h, &w);
-    size_t limit = a.mem_limit ? a.mem_limit : default_mem_limit(be);
-    stem_invert_memory_plan plan;
-    stem_invert_plan_memory(&p, &a.inv, fr.count, h, w, limit, &plan);
-    a.inv.unet_frames = plan.needed_all <= limit ? fr.count : plan.unet_frames;
-    if (!plan.fits && plan.layer_major) {
-        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope video keeps every frame's skip connections, hidden state "
-                      "and attention keys/values: about %s for %d frames, plus %s for one frame at a "
-                      "time, over the %s memory limit; raise --mem-limit, use fewer frames, or --em-scope chunk "
-                      "(the original's per-chunk bases)", stem_sa_mode_name(a.inv.sa.mode),
-                      size_str((double)plan.all_frame_state).s, fr.count,
-                      size_str((double)(plan.needed - plan.all_frame_state)).s, size_str((double)limit).s);
-        goto fail;
-    }
-    if (!plan.fits) {
-        s = stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %s of UNet "
-                      "activations, over the %s memory limit; raise --mem-limit or use fewer frames",
-                      stem_sa_mode_name(a.inv.sa.mode), stem_em_scope_name(a.inv.sa.scope), fr.count,
-                      size_str((double)plan.needed_all).s, size_str((double)limit).s);
-        goto fail;
-    }
-    if (!a.quiet && stem_invert_layer_major(&a.inv, fr.count))
-        fprintf(stderr, "stem invert: layer-major UNet: each module over %lld of the %d frames at a time (memory "
-                "limit %s; all frames at once need about %s)\n", (long long)a.inv.unet_frames, fr.count,
-                size_str((double)limit).s, size_str((double)plan.needed_all).s);
-    else if (!a.quiet && a.inv.unet_frames < fr.count)
-        fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %s)\n",
-                (long long)a.inv.unet_frames, size_str((double)limit).s);
-
     /* output folder: everything goes to DIR.partial and is renamed when complete */
+    /* checked again here, just before anything is removed (cli/output_dir.h) */
+    if ((s = cli_output_check(a.out, a.force, a.resume)) != STEM_OK) goto fail;
     if (a.force && !a.resume && stat(a.out, &st_out) == 0 && (s = stem_remove_tree(a.out)) != STEM_OK) goto fail;
     if ((s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
     if (od.reused && !a.resume) {
         if ((s = stem_remove_tree(od.partial)) != STEM_OK || (s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
     }
+    int stale = 0;
+    if (a.resume && od.reused && (s = stem_resume_remove_stale_temps(od.partial, &stale)) != STEM_OK) goto fail;
+    if (stale && !a.quiet)
+        fprintf(stderr, "stem invert: removed %d stale temporary file%s (an interrupted write) from %s\n", stale,
+                stale == 1 ? "" : "s", od.partial);
     st.dir = od.partial;
     st.be = be;
     options = options_json(&a, &fr);
