@@ -6,7 +6,10 @@ set -euo pipefail
 packages=(build-essential autoconf automake libtool pkg-config
           libopenblas-openmp-dev libcmocka-dev libjson-c-dev libpng-dev
           libutf8proc-dev libjpeg-dev libyaml-dev
-          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+          clang libclang-rt-14-dev valgrind)
+# clang + libclang-rt-14-dev (its libFuzzer runtime): the fuzzing build (scripts/fuzz.sh,
+# configure --enable-fuzzing); valgrind: scripts/valgrind-ci.sh
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
