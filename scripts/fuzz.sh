@@ -49,13 +49,17 @@ for h in "${harnesses[@]}"; do
     corpus=$work/corpus/$h art=$work/artifacts/$h log=$work/$h.log
     mkdir -p "$corpus" "$art"
     # -rss_limit_mb: a parser that allocates what a header claims would show up here
-    nice -n 10 "build-fuzz/tests/fuzz/fuzz_$h" "$corpus" "$seeds/$h" -max_total_time="$secs" \
+    par=()
+    [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs") # each job logs to fuzz-N.log in the current folder
+    (cd "$work" && nice -n 10 "../tests/fuzz/fuzz_$h" "corpus/$h" "seeds/$h" -max_total_time="$secs" \
         -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
-        -artifact_prefix="$art/" -jobs="$jobs" -workers="$jobs" >"$log" 2>&1
+        -artifact_prefix="artifacts/$h/" "${par[@]}" >"$h.log" 2>&1)
     rc=$?
-    [ "$jobs" -gt 1 ] && cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log
-    execs=$(grep -h 'stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
-    rate=$(grep -h 'stat::average_exec_per_sec' "$log" | awk '{s += $2} END {print s + 0}')
+    if [ "$jobs" -gt 1 ]; then cat "$work"/fuzz-*.log >>"$log" 2>/dev/null; rm -f "$work"/fuzz-*.log; fi
+    # one job: its last report (a crash prints the stats twice); several: their sum
+    pick='{v[NR] = $2; s += $2} END {print (jobs > 1 ? s : v[NR]) + 0}'
+    execs=$(grep -h 'stat::number_of_executed_units' "$log" | awk -v jobs="$jobs" "$pick")
+    rate=$(grep -h 'stat::average_exec_per_sec' "$log" | awk -v jobs="$jobs" "$pick")
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
     ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
     files=$(ls "$corpus" | wc -l)
