@@ -49,10 +49,12 @@ for h in "${harnesses[@]}"; do
     corpus=$work/corpus/$h art=$work/artifacts/$h log=$work/$h.log
     mkdir -p "$corpus" "$art"
     # -rss_limit_mb: a parser that allocates what a header claims would show up here
+    max_len=65536
+    [ "$h" = tokenizer_files ] && max_len=8192 # each input is a whole tokenizer folder: keep it quick to load
     par=()
     [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs") # each job logs to fuzz-N.log in the current folder
     (cd "$work" && nice -n 10 "../tests/fuzz/fuzz_$h" "corpus/$h" "seeds/$h" -max_total_time="$secs" \
-        -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+        -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
         -artifact_prefix="artifacts/$h/" "${par[@]}" >"$h.log" 2>&1)
     rc=$?
     if [ "$jobs" -gt 1 ]; then cat "$work"/fuzz-*.log >>"$log" 2>/dev/null; rm -f "$work"/fuzz-*.log; fi

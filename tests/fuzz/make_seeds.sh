@@ -25,16 +25,16 @@ for m in "$refdata"/models/*/; do
     cp "$m/model_index.json" "$out/model_index/$n.json"
 done
 cp "$refdata"/configs/*.yaml "$out/yaml/"
-# tokenizer folders: the first 1000 vocab entries and 200 merges (the whole files are 1.5 MB:
-# too slow per input), the special tokens, and the configs
+# tokenizer folders: the first 300 vocab entries and 100 merges (the whole files are 1.5 MB:
+# far too slow per input), the special tokens, and the configs
 for t in "$refdata"/models/*/tokenizer/; do
     n=$(basename "$(dirname "$t")")
     {
         printf '{'
-        grep -oE '"([^"\\]|\\.)*": [0-9]+' "$t/vocab.json" | head -n 1000 | paste -sd, -
+        grep -oE '"([^"\\]|\\.)*": [0-9]+' "$t/vocab.json" | head -n 300 | paste -sd, -
         printf ', "<|startoftext|>": 49406, "<|endoftext|>": 49407}'
         printf '%s' "$sep"
-        head -n 200 "$t/merges.txt"
+        head -n 100 "$t/merges.txt"
         printf '%s' "$sep"
         cat "$t/tokenizer_config.json"
         printf '%s' "$sep"
