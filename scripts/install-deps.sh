@@ -7,7 +7,10 @@ packages=(build-essential autoconf automake libtool pkg-config
           libopenblas-openmp-dev libcmocka-dev libjson-c-dev libpng-dev
           libutf8proc-dev libjpeg-dev libyaml-dev
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-          clang libomp-dev)  # clang: the second compiler of scripts/test.sh
+          clang libomp-dev libclang-rt-14-dev valgrind)
+# clang + libomp-dev: the second compiler of scripts/test.sh; libclang-rt-14-dev (its
+# libFuzzer runtime): the fuzzing build (configure --enable-fuzzing, scripts/fuzz.sh);
+# valgrind: scripts/valgrind-ci.sh
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

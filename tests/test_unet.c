@@ -584,6 +584,32 @@ static void error_unsupported_option(void **state) {
     remove_variant(dir);
 }
 
+/* norm_num_groups 0 divided the channel counts (SIGFPE); a negative count loaded and failed at step 0 */
+static void error_bad_norm_groups(void **state) {
+    (void)state;
+    static const char *const values[] = {"\"norm_num_groups\": 0", "\"norm_num_groups\": -8"};
+    for (int i = 0; i < 2; i++) {
+        char dir[64];
+        make_variant(dir, "\"norm_num_groups\": 8", values[i], NULL, false);
+        const char *needles[] = {"config.json", "norm_num_groups", i ? "-8" : "= 0", NULL};
+        expect_load_error(dir, STEM_E_FORMAT, needles);
+        remove_variant(dir);
+    }
+}
+
+/* A rejected weights file: the error names it, and nothing leaks (48 bytes did; the ASan
+ * build's leak check fails this test then). */
+static void error_corrupt_weights(void **state) {
+    (void)state;
+    char dir[64], path[128];
+    make_variant(dir, NULL, NULL, NULL, false);
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    write_text(path, "not a safetensors file");
+    const char *needles[] = {"unet", "diffusion_pytorch_model.safetensors", NULL};
+    expect_load_error(dir, STEM_E_FORMAT, needles);
+    remove_variant(dir);
+}
+
 static void error_unused_tensor(void **state) {
     (void)state;
     char dir[64];
@@ -615,7 +641,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(sliced_forward),
         cmocka_unit_test(error_missing_tensor),   cmocka_unit_test(error_wrong_shape),
         cmocka_unit_test(error_unsupported_block), cmocka_unit_test(error_unsupported_option),
-        cmocka_unit_test(error_unused_tensor),
+        cmocka_unit_test(error_unused_tensor),    cmocka_unit_test(error_bad_norm_groups),
+        cmocka_unit_test(error_corrupt_weights),
     };
     int n_fixed = (int)(sizeof fixed / sizeof *fixed);
     struct CMUnitTest *tests = calloc((size_t)(3 * n + n_fixed), sizeof *tests);

@@ -181,7 +181,9 @@ static void old_attention_names(void **state) {
 /* ---- loading errors --------------------------------------------------------------------- */
 
 typedef struct edit {
-    const char *key, *value; /* drop key (value NULL) or set it to a string */
+    const char *key, *value; /* drop key (value NULL) or set it to a string (or to int_value) */
+    bool as_int;
+    int64_t int_value;
     const char *tensor;      /* drop (ndim 0) or reshape */
     int ndim;
     int64_t shape[4];
@@ -190,7 +192,9 @@ typedef struct edit {
 static void edit_config(json_object *root, void *ctx) {
     const edit *e = ctx;
     if (!e->key) return;
-    if (e->value)
+    if (e->as_int)
+        json_object_object_add(root, e->key, json_object_new_int64(e->int_value));
+    else if (e->value)
         json_object_object_add(root, e->key, json_object_new_string(e->value));
     else
         json_object_object_del(root, e->key);
@@ -229,6 +233,14 @@ static void error_cases(void **state) {
     tm_expect_error(load_edited(&act, &v), STEM_E_UNSUPPORTED, "vae", "act_fn", "gelu", NULL);
     edit key = {.key = "block_out_channels"};
     tm_expect_error(load_edited(&key, &v), STEM_E_FORMAT, "vae", "config.json", "block_out_channels", NULL);
+    /* 0 divided the channel counts (SIGFPE); a negative count loaded and failed at step 0 */
+    edit groups0 = {.key = "norm_num_groups", .as_int = true, .int_value = 0};
+    tm_expect_error(load_edited(&groups0, &v), STEM_E_FORMAT, "vae/config.json", "norm_num_groups = 0", NULL);
+    edit groups_neg = {.key = "norm_num_groups", .as_int = true, .int_value = -4};
+    tm_expect_error(load_edited(&groups_neg, &v), STEM_E_FORMAT, "vae/config.json", "norm_num_groups = -4", NULL);
+    /* found by fuzz_vae_config: layers_per_block + 1 overflowed (UBSan) */
+    edit layers = {.key = "layers_per_block", .as_int = true, .int_value = INT64_MAX};
+    tm_expect_error(load_edited(&layers, &v), STEM_E_UNSUPPORTED, "vae/config.json", "layers_per_block", NULL);
 }
 
 static void cuda_parity(void **state) {

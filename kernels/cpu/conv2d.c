@@ -187,7 +187,7 @@ void stem_cpu_conv2d_f32(const stem_conv2d_params *p, void *scratch) {
         const size_t col_bytes = stem_round64((size_t)pl.K * (size_t)pl.nc * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t g = 0; g < pl.tiles; g++) {
-            char *w = (char *)scratch + per * (size_t)omp_get_thread_num();
+            char *w = (char *)scratch + per * (size_t)omp_get_thread_num(); /* per > 0 here: im2col columns */
             run_group(p, &pl, g, (float *)w, (float *)(w + col_bytes));
         }
         return;
@@ -196,7 +196,7 @@ void stem_cpu_conv2d_f32(const stem_conv2d_params *p, void *scratch) {
         const int64_t total = p->n * pl.tiles;
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t t = 0; t < total; t++)
-            run_tile(p, &pl, t, (float *)((char *)scratch + per * (size_t)omp_get_thread_num()));
+            run_tile(p, &pl, t, per ? (float *)((char *)scratch + per * (size_t)omp_get_thread_num()) : NULL); /* no scratch: NULL + 0 is UB */
         return;
     }
     /* few tiles: one at a time, threads inside (parallel im2col, OpenBLAS threads) */

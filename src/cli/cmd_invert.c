@@ -14,6 +14,8 @@
 #include "cli/cli.h"
 #include "backends/backends.h"
 #include "cli/invert_args.h"
+#include "cli/invert_memory.h"
+#include "cli/output_dir.h"
 #include "cli/progress.h"
 #include "io/atomic_file.h"
 #include "io/contact_sheet.h"
@@ -21,16 +23,11 @@
 #include "io/metrics.h"
 #include "io/video_write.h"
 #include "pipeline/invert.h"
+#include "pipeline/latent_file.h"
+#include "pipeline/resume_check.h"
 
 /* ---- memory ----------------------------------------------------------------------- */
 
-/* 70 % of what the backend can still allocate (RAM: MemAvailable; GPU: cudaMemGetInfo). */
-static size_t default_mem_limit(stem_backend *be) {
-    size_t available = 0, total = 0;
-    if (be->ops->memory_info && be->ops->memory_info(be, &available, &total) == STEM_OK && available)
-        return available / 10 * 7;
-    return (size_t)8 << 30;
-}
 
 /* ---- interruption ------------------------------------------------------------------- */
 
@@ -42,21 +39,6 @@ static void on_signal(int sig) {
 
 /* ---- per-step saving and resume ------------------------------------------------------- */
 
-/* "512 KiB", "143 MiB", "12.5 GiB": sizes in messages, readable at any scale. */
-typedef struct size_text {
-    char s[32];
-} size_text;
-
-static size_text size_str(double bytes) {
-    size_text t;
-    if (bytes < 1048576.0)
-        snprintf(t.s, sizeof t.s, "%.0f KiB", bytes / 1024.0);
-    else if (bytes < 10.0 * 1073741824.0)
-        snprintf(t.s, sizeof t.s, "%.0f MiB", bytes / 1048576.0);
-    else
-        snprintf(t.s, sizeof t.s, "%.1f GiB", bytes / 1073741824.0);
-    return t;
-}
 
 typedef struct run_state {
     const invert_args *args;
@@ -82,37 +64,26 @@ static void latents_path(char *buf, size_t len, const char *dir, stem_phase phas
              step, t);
 }
 
-static stem_status save_latents(const char *path, const stem_tensor *x, stem_phase phase, int step, int t) {
-    stem_tensor_map m;
-    stem_tensor_map_init(&m);
-    stem_tensor view = *x;
-    view.owned = false;
-    char buf[32];
-    stem_status s = stem_tensor_map_put(&m, "latents", view);
-    snprintf(buf, sizeof buf, "%d", t);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "timestep", buf);
-    snprintf(buf, sizeof buf, "%d", step);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "step", buf);
-    if (s == STEM_OK) s = stem_tensor_map_set_meta(&m, "phase", phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction");
-    if (s == STEM_OK) s = stem_safetensors_save(path, &m);
-    stem_tensor_map_free(&m);
-    return s;
-}
 
 static stem_status on_step(void *user, stem_phase phase, int step, int steps, int t, const stem_tensor *x) {
     run_state *st = user;
     char path[PATH_MAX + 64];
     latents_path(path, sizeof path, st->dir, phase, step, t);
-    STEM_TRY(save_latents(path, x, phase, step, t));
+    STEM_TRY(stem_latent_file_save(path, x, phase, step, t));
     sample_device_memory(st);
-    stem_progress_update(&st->progress, step + 1);
+    /* on interruption the last progress line shows the step the message names (a log
+     * gets a line only every few seconds: it said 15 where the message said 16) */
+    if (interrupted) stem_progress_show(&st->progress, step + 1);
+    else stem_progress_update(&st->progress, step + 1);
     if (interrupted) return stem_fail(STEM_E_IO, "interrupted after %s step %d of %d; the steps so far are saved: "
-                                      "run the same command with --resume to continue",
-                                      phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction", step + 1, steps);
+                                      "run the same command with --resume to continue", stem_phase_name(phase),
+                                      step + 1, steps);
     return STEM_OK;
 }
 
-/* The last step of `phase` whose latents are saved, -1 if none: loads them into x. */
+/* The last step of `phase` whose latents are saved, -1 if none: loads them into x. Every
+ * saved file of the phase is checked (checksum, step metadata): a damaged earlier step
+ * would otherwise be carried into the finished folder. */
 static stem_status find_resume_point(const char *dir, stem_phase phase, const stem_ddim *ddim, stem_tensor *x,
                                      int *last) {
     *last = -1;
@@ -121,15 +92,10 @@ static stem_status find_resume_point(const char *dir, stem_phase phase, const st
         char path[PATH_MAX + 64];
         latents_path(path, sizeof path, dir, phase, i, t);
         if (access(path, F_OK) != 0) continue;
-        stem_tensor_map m;
-        STEM_TRY(stem_safetensors_load(path, STEM_F32, &m));
-        stem_tensor *saved = stem_tensor_map_get(&m, "latents");
-        stem_status s = saved ? stem_tensor_copy(saved, x)
-                              : stem_fail(STEM_E_FORMAT, "%s: no tensor 'latents'", path);
-        stem_tensor_map_free(&m);
-        if (s != STEM_OK) return stem_error_context(s, "resuming");
-        *last = i;
-        return STEM_OK;
+        stem_status s = stem_latent_file_load(path, phase, i, t, *last < 0 ? x : NULL);
+        if (s != STEM_OK)
+            return stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
+        if (*last < 0) *last = i;
     }
     return STEM_OK;
 }
@@ -187,12 +153,9 @@ static stem_status check_resume_options(const char *dir, json_object *options) {
     snprintf(path, sizeof path, "%s/options.json", dir);
     json_object *old = json_object_from_file(path);
     if (!old) return stem_fail(STEM_E_ARG, "--resume: %s has no readable options.json; start over with --force", dir);
-    bool same = json_object_equal(old, options);
+    stem_status s = stem_resume_compare_options(path, old, options);
     json_object_put(old);
-    if (!same)
-        return stem_fail(STEM_E_ARG, "--resume: the options differ from the interrupted run's (%s); use the same "
-                                     "options, or --force to start over", path);
-    return STEM_OK;
+    return s;
 }
 
 /* ---- before the first step: what the run will write ------------------------------------- */
@@ -302,64 +265,42 @@ static stem_status host_copy(const stem_tensor *t, stem_tensor *host) {
     return stem_tensor_to(t, stem_cpu_backend(), STEM_F32, host);
 }
 
-/* Frame sizes; the first frame's when --width/--height (or the config) leave them open. */
-static stem_status load_frames(invert_args *a, stem_frames *fr) {
-    stem_frames_request req = {.path = a->frames, .n_frames = a->n_frames, .n_frames_name = a->n_frames_name,
-                               .width = a->width, .height = a->height, .note = invert_note_to_stderr,
-                               .note_user = &a->quiet};
-    if (!req.width || !req.height) {
-        stem_frame_source *src;
+/* What the frames will be, before any is decoded at the requested size: the request
+ * (the first frame's size when --width/--height or the config leave it open) and the
+ * count (an upper bound for a video, which is counted only by decoding it). */
+static stem_status probe_frames(invert_args *a, stem_frames_request *req, int *expected) {
+    *req = (stem_frames_request){.path = a->frames, .n_frames = a->n_frames, .n_frames_name = a->n_frames_name,
+                                 .width = a->width, .height = a->height, .note = invert_note_to_stderr,
+                                 .note_user = &a->quiet};
+    stem_frame_source *src;
+    STEM_TRY(stem_frame_source_open(a->frames, invert_note_to_stderr, &a->quiet, &src));
+    stem_status s = STEM_OK;
+    int count = stem_frame_source_count(src); /* -1: a video */
+    *expected = a->n_frames;
+    if (!*expected || (count > 0 && count < *expected)) *expected = count > 0 ? count : 1;
+    if (!req->width || !req->height) {
         stem_image first = {0};
         bool done = false;
-        STEM_TRY(stem_frame_source_open(a->frames, invert_note_to_stderr, &a->quiet, &src));
-        stem_status s = stem_frame_source_next(src, &first, &done);
+        s = stem_frame_source_next(src, &first, &done);
         if (s == STEM_OK && done) s = stem_fail(STEM_E_FORMAT, "%s: no frames", a->frames);
         if (s == STEM_OK) {
-            if (!req.width) req.width = first.width;
-            if (!req.height) req.height = first.height;
+            if (!req->width) req->width = first.width;
+            if (!req->height) req->height = first.height;
         }
         stem_image_free(&first);
-        stem_frame_source_close(src);
-        STEM_TRY(s);
     }
-    STEM_TRY(stem_frames_load(&req, fr));
+    stem_frame_source_close(src);
+    return s;
+}
+
+static stem_status load_frames(const invert_args *a, const stem_frames_request *req, stem_frames *fr) {
+    STEM_TRY(stem_frames_load(req, fr));
     if (fr->mixed_sizes && !a->quiet)
         fprintf(stderr, "stem: warning: %s: frames differ in size; each was resized to %dx%d\n", a->frames, fr->width,
                 fr->height);
     return STEM_OK;
 }
 
-/* The UNet's memory plan (before any step): how many frames its modules take at once. */
-static stem_status plan_memory(invert_args *a, stem_pipeline *p, const stem_frames *fr, const output_plan *out,
-                               size_t limit) {
-    /* Without --mem-limit all frames unless they would not fit 70 % of the available RAM;
-     * then frame attention and chunk scope split them into evaluations, video scope runs
-     * each evaluation layer-major over slices. The count is part of options.json, so
-     * --resume runs it the same way. */
-    stem_invert_memory_plan plan;
-    stem_invert_plan_memory(p, &a->inv, fr->count, out->geo.latent_h, out->geo.latent_w, limit, &plan);
-    a->inv.unet_frames = plan.needed_all <= limit ? fr->count : plan.unet_frames;
-    if (!plan.fits && plan.layer_major)
-        return stem_fail(STEM_E_ARG, "--attention %s --em-scope video keeps every frame's skip connections, hidden "
-                         "state and attention keys/values: about %s for %d frames, plus %s for one frame at a "
-                         "time, over the %s memory limit; raise --mem-limit, use fewer frames, or --em-scope chunk "
-                         "(the original's per-chunk bases)", stem_sa_mode_name(a->inv.sa.mode),
-                         size_str((double)plan.all_frame_state).s, fr->count,
-                         size_str((double)(plan.needed - plan.all_frame_state)).s, size_str((double)limit).s);
-    if (!plan.fits)
-        return stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames at once: about %s of UNet "
-                         "activations, over the %s memory limit; raise --mem-limit or use fewer frames",
-                         stem_sa_mode_name(a->inv.sa.mode), stem_em_scope_name(a->inv.sa.scope), fr->count,
-                         size_str((double)plan.needed_all).s, size_str((double)limit).s);
-    if (!a->quiet && stem_invert_layer_major(&a->inv, fr->count))
-        fprintf(stderr, "stem invert: layer-major UNet: each module over %lld of the %d frames at a time (memory "
-                "limit %s; all frames at once need about %s)\n", (long long)a->inv.unet_frames, fr->count,
-                size_str((double)limit).s, size_str((double)plan.needed_all).s);
-    else if (!a->quiet && a->inv.unet_frames < fr->count)
-        fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %s)\n",
-                (long long)a->inv.unet_frames, size_str((double)limit).s);
-    return STEM_OK;
-}
 
 int cmd_invert(int argc, char **argv) {
     invert_args a;
@@ -368,10 +309,8 @@ int cmd_invert(int argc, char **argv) {
     if (a.threads) stem_set_num_threads(a.threads);
 
     struct stat st_out;
-    if (!a.resume && !a.force && stat(a.out, &st_out) == 0) {
-        fprintf(stderr, "stem invert: %s already exists: pass --force to replace it\n", a.out);
-        return 2;
-    }
+    stem_status s = cli_output_check(a.out, a.force, a.resume); /* --force replaces only stem's own output */
+    if (s != STEM_OK) return cli_report(s);
     stem_backend *be;
     if ((rc = cli_open_backend(a.backend, &be)) != 0) return rc;
 
@@ -390,20 +329,27 @@ int cmd_invert(int argc, char **argv) {
     run_state st = {.args = &a};
     output_plan out;
     char path[PATH_MAX + 64];
-    stem_status s;
 
     /* everything that can be known before the first step is checked before it: the frames
      * (and their count), the model's components, the sizes through the VAE and the UNet,
      * the outputs, the memory plan, the output folder */
-    if ((s = load_frames(&a, &fr)) != STEM_OK) goto fail;
-    if (!a.quiet) {
-        fprintf(stderr, "stem invert: %d frames %dx%d from %s\n", fr.count, fr.width, fr.height, a.frames);
+    stem_frames_request req;
+    int expected_frames;
+    if ((s = probe_frames(&a, &req, &expected_frames)) != STEM_OK) goto fail;
+    if (!a.quiet)
         fprintf(stderr, "stem invert: model %s%s on %s\n", a.model,
                 a.model_is_default ? " (bundled tiny model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
                 be->ops->describe(be));
-    }
     if ((s = stem_pipeline_load(a.model, be, a.dtype, &p)) != STEM_OK) goto fail;
     have_pipeline = true;
+    /* the memory plan (cli/invert_memory.c) before any frame is decoded at the requested
+     * size (--width 8192 --height 8192 ran 64 s and took 6.6 GB before the message), and
+     * again below for the frames actually read */
+    res.mem_limit = a.mem_limit ? a.mem_limit : cli_default_mem_limit(be);
+    if ((s = cli_invert_plan(&p, &a.inv, expected_frames, req.width, req.height, res.mem_limit, false)) != STEM_OK)
+        goto fail;
+    if ((s = load_frames(&a, &req, &fr)) != STEM_OK) goto fail;
+    if (!a.quiet) fprintf(stderr, "stem invert: %d frames %dx%d from %s\n", fr.count, fr.width, fr.height, a.frames);
     res.p = &p;
     res.out = &out;
     if ((s = plan_outputs(&a, &p, &fr, &out)) != STEM_OK) goto fail;
@@ -415,15 +361,21 @@ int cmd_invert(int argc, char **argv) {
     bool truncated = false;
     if ((s = stem_pipeline_encode_prompt(&p, a.prompt, &context, &truncated)) != STEM_OK) goto fail;
     if (truncated) fprintf(stderr, "stem: warning: the prompt is longer than 77 tokens and was truncated\n");
-    res.mem_limit = a.mem_limit ? a.mem_limit : default_mem_limit(be);
-    if ((s = plan_memory(&a, &p, &fr, &out, res.mem_limit)) != STEM_OK) goto fail;
+    if ((s = cli_invert_plan(&p, &a.inv, fr.count, fr.width, fr.height, res.mem_limit, !a.quiet)) != STEM_OK) goto fail;
 
-    /* output folder: everything goes to DIR.partial and is renamed when complete */
+    /* output folder: everything goes to DIR.partial and is renamed when complete; checked
+     * again here, just before anything is removed (cli/output_dir.h) */
+    if ((s = cli_output_check(a.out, a.force, a.resume)) != STEM_OK) goto fail;
     if (a.force && !a.resume && stat(a.out, &st_out) == 0 && (s = stem_remove_tree(a.out)) != STEM_OK) goto fail;
     if ((s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
     if (od.reused && !a.resume) {
         if ((s = stem_remove_tree(od.partial)) != STEM_OK || (s = stem_outdir_begin(a.out, &od)) != STEM_OK) goto fail;
     }
+    int stale = 0;
+    if (a.resume && od.reused && (s = stem_resume_remove_stale_temps(od.partial, &stale)) != STEM_OK) goto fail;
+    if (stale && !a.quiet)
+        fprintf(stderr, "stem invert: removed %d stale temporary file%s (an interrupted write) from %s\n", stale,
+                stale == 1 ? "" : "s", od.partial);
     st.dir = od.partial;
     st.be = be;
     options = options_json(&a, &fr);

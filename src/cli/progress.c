@@ -43,6 +43,13 @@ void stem_progress_update(stem_progress *p, int done) {
     fflush(stderr);
 }
 
+void stem_progress_show(stem_progress *p, int done) {
+    if (p->quiet) return;
+    p->last_print = -1e30; /* past any rate limit */
+    stem_progress_update(p, done);
+    if (p->tty) fprintf(stderr, "\n");
+}
+
 void stem_progress_end(stem_progress *p) {
     if (p->quiet) return;
     char took[32];

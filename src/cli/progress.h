@@ -16,6 +16,8 @@ typedef struct stem_progress {
 void stem_progress_begin(stem_progress *p, const char *label, int total, bool quiet);
 /* `done` units finished so far (1..total). */
 void stem_progress_update(stem_progress *p, int done);
+/* Same, printed now even on a pipe (the last line before stopping early), ending the line. */
+void stem_progress_show(stem_progress *p, int done);
 /* Ends the line with the elapsed time. */
 void stem_progress_end(stem_progress *p);
 double stem_now_seconds(void);

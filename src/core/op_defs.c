@@ -260,8 +260,12 @@ static stem_status run_slice(const stem_op_def *op, stem_backend *be, const stem
     STEM_TRY(stem_attr_int(op, a, "axis", &axis));
     STEM_TRY(stem_attr_int(op, a, "start", &start));
     STEM_TRY(stem_attr_int(op, a, "length", &length));
+    int64_t given = axis;
     if (axis < 0) axis += x->ndim;
-    if (axis < 0 || axis >= x->ndim || length < 0) return stem_fail(STEM_E_ARG, "slice: bad axis or length");
+    if (axis < 0 || axis >= x->ndim)
+        return stem_fail(STEM_E_ARG, "slice: axis %lld is outside -%d..%d for the %d-D input 'x'", (long long)given,
+                         x->ndim, x->ndim - 1, x->ndim);
+    if (length < 0) return stem_fail(STEM_E_ARG, "slice: length %lld is negative", (long long)length);
     int64_t shape[STEM_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[axis] = length;

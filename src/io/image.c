@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
 
 #include "io/atomic_file.h"
+#include "io/image_limits.h"
 
 stem_status stem_image_new(int width, int height, stem_image *out) {
     out->width = out->height = 0;
@@ -59,6 +61,7 @@ static stem_status check_dims(const char *path, const char *what, unsigned long 
 typedef struct png_reader {
     const char *path;
     FILE *fp;
+    int64_t file_size;
     png_structp png;
     png_infop info;
     png_bytep *rows;
@@ -91,6 +94,9 @@ static void png_read_body(png_reader *r) {
     int bit_depth = png_get_bit_depth(png, info);
     int ct = png_get_color_type(png, info);
     r->status = check_dims(r->path, "PNG image", w, h);
+    if (r->status == STEM_OK) r->status = stem_image_check_pixels(r->path, "PNG image", w, h);
+    if (r->status == STEM_OK)
+        r->status = stem_png_check_file_size(r->path, r->file_size, w, h, png_get_channels(png, info), bit_depth);
     if (r->status != STEM_OK) return;
 
     bool has_trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
@@ -148,8 +154,8 @@ static void png_read_body(png_reader *r) {
     }
 }
 
-static stem_status read_png(FILE *fp, const char *path, stem_image *out, stem_image_info *meta) {
-    png_reader r = {.path = path, .fp = fp, .out = out, .meta = meta, .status = STEM_OK};
+static stem_status read_png(FILE *fp, int64_t file_size, const char *path, stem_image *out, stem_image_info *meta) {
+    png_reader r = {.path = path, .fp = fp, .file_size = file_size, .out = out, .meta = meta, .status = STEM_OK};
     r.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_error_fn, png_warning_fn);
     if (r.png) r.info = png_create_info_struct(r.png);
     if (!r.png || !r.info) {
@@ -175,10 +181,11 @@ static stem_status read_png(FILE *fp, const char *path, stem_image *out, stem_im
 typedef struct jpeg_reader {
     struct jpeg_error_mgr pub; /* first: libjpeg hands back a pointer to it */
     jmp_buf jump;
-    bool truncated;
+    bool truncated; /* the data ran out (libjpeg's end-of-file warning) */
     char msg[JMSG_LENGTH_MAX];
     const char *path;
     FILE *fp;
+    int64_t file_size;
     struct jpeg_decompress_struct cinfo;
     bool created;
     uint8_t *row; /* one CMYK scanline */
@@ -193,12 +200,24 @@ static void jpeg_error_exit_fn(j_common_ptr cinfo) {
     longjmp(r->jump, 1);
 }
 
+/* Warnings after which libjpeg goes on with made-up (zero) coefficients: missing or corrupt
+ * scan data. PIL ignores all but running out of data; stem stops at each of them, so a file
+ * with no scan data is an error, not a gray picture (issue 14). Harmless warnings (extraneous
+ * bytes before a marker, an unknown JFIF revision, a bad ICC marker) are still ignored. */
+static bool jpeg_warning_is_fatal(int code) {
+    return code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
+           code == JWRN_ARITH_BAD_CODE || code == JWRN_MUST_RESYNC || code == JWRN_BOGUS_PROGRESSION ||
+           code == JWRN_NOT_SEQUENTIAL;
+}
+
 static void jpeg_emit_message_fn(j_common_ptr cinfo, int level) {
     jpeg_reader *r = (jpeg_reader *)cinfo->err;
-    /* Warnings (level -1) about corrupt data are ignored, as PIL ignores them; running
-     * out of data is an error (PIL: "image file is truncated"). */
-    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) r->truncated = true;
-    if (level < 0) cinfo->err->num_warnings++;
+    if (level >= 0) return; /* trace messages */
+    cinfo->err->num_warnings++;
+    if (!jpeg_warning_is_fatal(cinfo->err->msg_code)) return;
+    r->truncated = cinfo->err->msg_code == JWRN_JPEG_EOF;
+    (*cinfo->err->format_message)(cinfo, r->msg);
+    longjmp(r->jump, 1); /* as error_exit does: libjpeg allows leaving through a longjmp */
 }
 
 static void jpeg_output_message_fn(j_common_ptr cinfo) { (void)cinfo; }
@@ -218,6 +237,15 @@ static void jpeg_read_body(jpeg_reader *r) {
     jpeg_stdio_src(ci, r->fp);
     jpeg_read_header(ci, TRUE);
     r->status = check_dims(r->path, "JPEG image", ci->image_width, ci->image_height);
+    if (r->status == STEM_OK) r->status = stem_image_check_pixels(r->path, "JPEG image", ci->image_width, ci->image_height);
+    if (r->status == STEM_OK) {
+        /* before jpeg_start_decompress, which allocates (progressive: whole-image) buffers */
+        stem_jpeg_sampling comp[MAX_COMPONENTS];
+        int n = ci->num_components < MAX_COMPONENTS ? ci->num_components : MAX_COMPONENTS;
+        for (int c = 0; c < n; c++) comp[c] = (stem_jpeg_sampling){ci->comp_info[c].h_samp_factor, ci->comp_info[c].v_samp_factor};
+        r->status = stem_jpeg_check_file_size(r->path, r->file_size, ci->image_width, ci->image_height, comp, n,
+                                              ci->arith_code);
+    }
     if (r->status != STEM_OK) return;
     stem_image_info *m = r->meta;
     m->format = STEM_IMAGE_JPEG;
@@ -263,11 +291,12 @@ static void jpeg_read_body(jpeg_reader *r) {
     if (r->truncated) r->status = stem_fail(STEM_E_FORMAT, "%s: truncated JPEG (the data ends before the image does)", r->path);
 }
 
-static stem_status read_jpeg(FILE *fp, const char *path, stem_image *out, stem_image_info *meta) {
+static stem_status read_jpeg(FILE *fp, int64_t file_size, const char *path, stem_image *out, stem_image_info *meta) {
     jpeg_reader r;
     memset(&r, 0, sizeof r);
     r.path = path;
     r.fp = fp;
+    r.file_size = file_size;
     r.out = out;
     r.meta = meta;
     r.cinfo.err = jpeg_std_error(&r.pub);
@@ -278,6 +307,8 @@ static stem_status read_jpeg(FILE *fp, const char *path, stem_image *out, stem_i
     if (setjmp(r.jump) == 0) {
         jpeg_read_body(&r);
         s = r.status;
+    } else if (r.truncated && out->rgb) { /* ran out inside the image data, not the header */
+        s = stem_fail(STEM_E_FORMAT, "%s: truncated JPEG (the data ends before the image does)", path);
     } else {
         s = stem_fail(STEM_E_FORMAT, "%s: corrupt or truncated JPEG (%s)", path, r.msg);
     }
@@ -305,6 +336,8 @@ stem_status stem_image_read(const char *path, stem_image *out, stem_image_info *
         return stem_fail(STEM_E_IO, "%s: cannot read: %s", path, strerror(e));
     }
     stem_image_format f = stem_image_sniff(head, n);
+    struct stat st;
+    int64_t file_size = fstat(fileno(fp), &st) == 0 ? (int64_t)st.st_size : -1;
     stem_status s;
     if (f == STEM_IMAGE_UNKNOWN) {
         s = n == 0 ? stem_fail(STEM_E_FORMAT, "%s: empty file, not a PNG or JPEG image", path)
@@ -312,7 +345,7 @@ stem_status stem_image_read(const char *path, stem_image *out, stem_image_info *
     } else if (fseek(fp, 0, SEEK_SET) != 0) {
         s = stem_fail(STEM_E_IO, "%s: cannot seek: %s", path, strerror(errno));
     } else {
-        s = f == STEM_IMAGE_PNG ? read_png(fp, path, out, info) : read_jpeg(fp, path, out, info);
+        s = f == STEM_IMAGE_PNG ? read_png(fp, file_size, path, out, info) : read_jpeg(fp, file_size, path, out, info);
     }
     fclose(fp);
     return s;

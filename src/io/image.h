@@ -17,7 +17,10 @@
  *   - JPEG: libjpeg's default decoder (ISLOW IDCT, fancy upsampling), gray replicated,
  *     CMYK/YCCK inverted as Adobe writes them and converted with PIL's cmyk2rgb.
  * A truncated or corrupt file is an error (STEM_E_FORMAT naming the file), never a
- * partly gray picture. */
+ * partly gray picture: libjpeg's warnings about missing or corrupt scan data (premature
+ * end of data segment, bad Huffman code, ...) are errors here, though PIL ignores them.
+ * A declared size over the pixel count limit or over what the file's bytes can encode is
+ * rejected before anything is allocated (io/image_limits.h). */
 #ifndef STEM_IO_IMAGE_H
 #define STEM_IO_IMAGE_H
 

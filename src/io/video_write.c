@@ -132,7 +132,12 @@ stem_status stem_video_write(const char *path, const stem_tensor *pixels, int fp
     if ((r = av_frame_get_buffer(frame, 0)) < 0) { s = av_fail(path, "frame buffer", r); goto done; }
     sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
     if (!sws) { s = stem_fail(STEM_E_UNSUPPORTED, "%s: no RGB -> yuv420p conversion", path); goto done; }
-    if ((s = stem_image_new(w, h, &img)) != STEM_OK) goto done;
+    /* sws_scale's vector loads read up to 16 bytes past the last RGB row (valgrind: an
+     * invalid read past a 3*w*h buffer), so the frame gets FFmpeg's input padding. */
+    img.width = w;
+    img.height = h;
+    img.rgb = av_mallocz((size_t)3 * w * h + AV_INPUT_BUFFER_PADDING_SIZE);
+    if (!img.rgb) { s = stem_fail(STEM_E_NOMEM, "%s: out of memory for a %dx%d frame", path, w, h); goto done; }
     const float *px = pixels->data;
     for (int f = 0; f < frames && s == STEM_OK; f++) {
         stem_pixels_to_image(px + (size_t)f * 3 * h * w, q, &img);
@@ -150,7 +155,7 @@ done:
     if (s == STEM_OK && rename(tmp, path) != 0) s = stem_fail(STEM_E_IO, "%s: cannot rename %s into place", path, tmp);
     if (s == STEM_OK) stem_sync_parent_dir(path);
     else if (opened) unlink(tmp);
-    stem_image_free(&img);
+    av_free(img.rgb); /* not stem_image_free: FFmpeg's allocator */
     sws_freeContext(sws);
     av_packet_free(&pkt);
     av_frame_free(&frame);

@@ -81,7 +81,13 @@ stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
     TRY(stem_config_ints(&c, "block_out_channels", boc, STEM_UNET_MAX_LEVELS, &n));
     if (n < 1) { s = stem_fail(STEM_E_FORMAT, "%s: block_out_channels is empty", path); goto done; }
     cfg->levels = n;
-    for (int i = 0; i < n; i++) cfg->block_out_channels[i] = (int)boc[i];
+    for (int i = 0; i < n; i++) {
+        if (boc[i] < 1 || boc[i] > (1 << 20)) {
+            s = stem_fail(STEM_E_FORMAT, "%s: block_out_channels[%d] = %lld is out of range", path, i, (long long)boc[i]);
+            goto done;
+        }
+        cfg->block_out_channels[i] = (int)boc[i];
+    }
 
     TRY(stem_config_int(&c, "in_channels", 4, &v)); cfg->in_channels = (int)v;
     TRY(stem_config_int(&c, "out_channels", 4, &v)); cfg->out_channels = (int)v;
@@ -93,6 +99,11 @@ stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
     if (!stem_config_has(&c, "norm_num_groups") &&
         json_object_object_get_ex((json_object *)c.root, "norm_num_groups", NULL)) {
         s = unsupported(&c, "norm_num_groups", "null", "GroupNorm before conv_out (an integer)");
+        goto done;
+    }
+    /* checked before the channel counts are divided by it (0 was a SIGFPE, a negative count a failure at step 0) */
+    if (v < 1 || v > (1 << 20)) {
+        s = stem_fail(STEM_E_FORMAT, "%s: norm_num_groups = %lld is out of range (1..%d)", path, (long long)v, 1 << 20);
         goto done;
     }
     TRY(stem_config_float(&c, "norm_eps", 1e-5, &d)); cfg->norm_eps = (float)d;

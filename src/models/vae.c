@@ -27,10 +27,14 @@ stem_status stem_vae_parse_config(const stem_config *c, stem_vae_config *cfg) {
     STEM_TRY(stem_config_int(c, "out_channels", 3, &cfg->out_channels));
     STEM_TRY(stem_config_int(c, "norm_num_groups", 32, &cfg->groups));
     STEM_TRY(stem_config_float(c, "scaling_factor", 0.18215, &cfg->scaling_factor));
-    if (cfg->layers_per_block < 1 || cfg->layers_per_block + 1 > STEM_VAE_MAX_RESNETS)
+    if (cfg->layers_per_block < 1 || cfg->layers_per_block > STEM_VAE_MAX_RESNETS - 1) /* no +1: INT64_MAX overflowed */
         return stem_fail(STEM_E_UNSUPPORTED, "%s: layers_per_block %lld is outside 1..%d", c->path,
                          (long long)cfg->layers_per_block, STEM_VAE_MAX_RESNETS - 1);
     if (cfg->scaling_factor == 0) return stem_fail(STEM_E_FORMAT, "%s: scaling_factor is 0", c->path);
+    /* checked before the channel counts are divided by it (0 was a SIGFPE, a negative count a failure at step 0) */
+    if (cfg->groups < 1 || cfg->groups > (1 << 20))
+        return stem_fail(STEM_E_FORMAT, "%s: norm_num_groups = %lld is out of range (1..%d)", c->path,
+                         (long long)cfg->groups, 1 << 20);
     for (int i = 0; i < n; i++)
         if (cfg->block_out[i] < 1 || cfg->block_out[i] % cfg->groups)
             return stem_fail(STEM_E_FORMAT, "%s: block_out_channels[%d] = %lld does not split into %lld groups",

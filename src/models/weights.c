@@ -91,16 +91,18 @@ stem_status stem_weights_open(const char *dir, const char *component, stem_backe
     };
     char path[1400];
     for (int i = 0; i < 4; i++) {
+        stem_status s = STEM_E_NOTFOUND;
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         if (file_exists(path)) {
-            STEM_TRY(add_file(w, path));
-            return finish_open(w);
+            s = add_file(w, path);
+        } else {
+            snprintf(path, sizeof path, "%s/%s.index.json", dir, names[i]);
+            if (file_exists(path)) s = open_index(w, path);
         }
-        snprintf(path, sizeof path, "%s/%s.index.json", dir, names[i]);
-        if (file_exists(path)) {
-            STEM_TRY(open_index(w, path));
-            return finish_open(w);
-        }
+        if (s == STEM_E_NOTFOUND) continue;
+        if (s == STEM_OK) s = finish_open(w);
+        if (s != STEM_OK) stem_weights_close(w); /* a rejected file leaves nothing behind (it leaked 48 bytes) */
+        return s;
     }
     /* say what is there instead */
     DIR *d = opendir(dir);
@@ -125,8 +127,10 @@ stem_status stem_weights_open(const char *dir, const char *component, stem_backe
 stem_status stem_weights_open_file(const char *path, const char *component, stem_backend *be, stem_dtype dtype,
                                    stem_weights *w) {
     init(w, path, component, be, dtype);
-    STEM_TRY(add_file(w, path));
-    return finish_open(w);
+    stem_status s = add_file(w, path);
+    if (s == STEM_OK) s = finish_open(w);
+    if (s != STEM_OK) stem_weights_close(w);
+    return s;
 }
 
 bool stem_weights_has(const stem_weights *w, const char *name) { return stem_tensor_map_get(&w->host, name) != NULL; }

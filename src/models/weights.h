@@ -26,7 +26,8 @@ typedef struct stem_weights {
 /* Loads `dir` (e.g. model/unet): diffusion_pytorch_model[.fp16].safetensors,
  * model[.fp16].safetensors, or the shards named by a *.safetensors.index.json.
  * A folder holding only .bin/.ckpt (pickle) weights is refused with a message saying
- * to convert them. `component` names the component in messages. */
+ * to convert them. `component` names the component in messages. On failure nothing is
+ * left to free (stem_weights_close is still safe). */
 stem_status stem_weights_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
                               stem_weights *w);
 /* A component folder's config.json (into *c) and weights (into *w), as every model

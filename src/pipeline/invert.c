@@ -242,8 +242,12 @@ static stem_status run_ddim_loop(stem_pipeline *p, const stem_tensor *context, c
             s = phase == STEM_PHASE_INVERSION ? stem_ddim_invert_step(&ddim, t, x, &eps, &next)
                                               : stem_ddim_sample_step(&ddim, t, x, &eps, &next);
         if (s == STEM_OK) s = stem_tensor_copy(&next, x);
-        if (s == STEM_OK && on_step) s = on_step(user, phase, i, o->steps, t, x);
-        if (s != STEM_OK) stem_error_context(s, "%s step %d (t = %d)", phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction", i, t);
+        if (s == STEM_OK && on_step) {
+            s = on_step(user, phase, i, o->steps, t, x);
+            if (s != STEM_OK) break; /* its message is the caller's (e.g. "interrupted after step N") */
+        }
+        /* counted from 1, as the progress bar and the interruption message count */
+        if (s != STEM_OK) stem_error_context(s, "%s step %d of %d (t = %d)", phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction", i + 1, o->steps, t);
     }
     stem_arena_reset(p->arena, mark);
     stem_tensor_free(&eps);
