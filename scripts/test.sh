@@ -6,7 +6,9 @@
 #      OpenBLAS core among Haswell, SkylakeX and the generic Prescott that this CPU
 #      supports), so that no tolerance rests on one CPU's rounding;
 #   3. build-clang/ (clang, warnings as errors, CPU backend): `make check`;
-#   4. build-asan/ (gcc, AddressSanitizer + UBSan, CPU backend): `make check`.
+#   4. build-asan/ (gcc, AddressSanitizer + UBSan, CPU backend): `make check`;
+#   5. the libFuzzer harnesses of tests/fuzz, a few seconds each (scripts/fuzz-ci.sh);
+#   6. valgrind memcheck over the CLI and the parser tests (scripts/valgrind-ci.sh).
 # STEM_TEST_QUICK=1 runs step 1 only (for iterating; CI never sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,12 @@ if [ "${STEM_TEST_QUICK:-0}" != 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     check build-asan --enable-werror --enable-sanitizers --without-cuda
     unset ASAN_OPTIONS UBSAN_OPTIONS
+
+    echo "== fuzzing: every libFuzzer harness, ${STEM_FUZZ_SECONDS:=10} s each (build-fuzz/) =="
+    STEM_FUZZ_SECONDS=$STEM_FUZZ_SECONDS bash scripts/fuzz-ci.sh
+
+    echo "== valgrind memcheck over the CLI and the parsers (build-valgrind/) =="
+    bash scripts/valgrind-ci.sh
 fi
 
 count() { grep -h "^# $1:" "${logs[@]}" | awk '{s += $3} END {print s + 0}'; }
