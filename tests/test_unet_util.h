@@ -12,11 +12,11 @@
 #include "models/unet.h"
 #include "test_util.h"
 
-static void model_dir(const char *model, char *buf, size_t len) {
+static inline void model_dir(const char *model, char *buf, size_t len) {
     snprintf(buf, len, "%s/models/%s/unet", test_refdata_dir(), model);
 }
 
-static stem_unet *load_unet(const char *model, stem_backend *be, stem_dtype dt) {
+static inline stem_unet *load_unet(const char *model, stem_backend *be, stem_dtype dt) {
     char dir[2048];
     model_dir(model, dir, sizeof dir);
     stem_unet *u = NULL;
@@ -31,7 +31,7 @@ typedef struct golden_case {
     char model[64];
 } golden_case;
 
-static void golden_open(const char *path, golden_case *g) {
+static inline void golden_open(const char *path, golden_case *g) {
     memset(g, 0, sizeof *g);
     if (stem_safetensors_load(path, -1, &g->file) != STEM_OK) fail_msg("%s", stem_last_error());
     if (stem_tensor_map_require(&g->file, "in.sample", path, &g->sample) != STEM_OK ||
@@ -49,7 +49,7 @@ static void golden_open(const char *path, golden_case *g) {
 
 /* Runs the UNet on host inputs, layer-major over slices of slice_frames samples
  * (0: stem_unet_forward); returns the output as a host f32 tensor (owned). */
-static stem_status run_unet_sliced(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
+static inline stem_status run_unet_sliced(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
                                    const stem_tensor *context, const stem_unet_hooks *hooks, int64_t slice_frames,
                                    stem_tensor *out_host) {
     stem_backend *be = stem_unet_backend(u);
@@ -73,12 +73,12 @@ static stem_status run_unet_sliced(stem_unet *u, const stem_tensor *sample, cons
     return s;
 }
 
-static stem_status run_unet(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
+static inline stem_status run_unet(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,
                             const stem_tensor *context, const stem_unet_hooks *hooks, stem_tensor *out_host) {
     return run_unet_sliced(u, sample, timesteps, context, hooks, 0, out_host);
 }
 
-static int compare(const char *label, const stem_tensor *got, const stem_tensor *want, double rtol, double atol) {
+static inline int compare(const char *label, const stem_tensor *got, const stem_tensor *want, double rtol, double atol) {
     stem_compare cmp;
     char desc[256];
     if (stem_compare_tensors(got, want, rtol, atol, &cmp) != STEM_OK) fail_msg("%s: %s", label, stem_last_error());

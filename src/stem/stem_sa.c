@@ -77,10 +77,10 @@ static stem_sa_options site_options(const stem_sa_hooks *h, const stem_attn_site
 static stem_status site_workspace(stem_sa_hooks *h, const stem_attn_site *site, stem_tensor *slot,
                                   stem_em_workspace *ws) {
     if (site->span.branches != 1)
-        return stem_fail(STEM_E_ARG, "%s: STEM self-attention takes one branch (the batch has %lld)", site->name,
+        return stem_fail(STEM_E_ARG, "STEM self-attention takes one branch (the batch has %lld)",
                          (long long)site->span.branches);
     if (site->index < 0 || site->index >= h->n_sites || site->channels > h->max_channels)
-        return stem_fail(STEM_E_ARG, "%s: not a site of the UNet the hooks were made for", site->name);
+        return stem_fail(STEM_E_ARG, "not a site of the UNet the STEM self-attention hooks were made for");
     site_check *c = &h->sites[site->index];
     stem_tensor flat;
     int64_t shape[2] = {3, site->channels};
@@ -151,7 +151,7 @@ static stem_status finish_scope(stem_sa_hooks *h, const stem_attn_site *site, co
         stem_sa_options o = site_options(h, site);
         stem_tensor slot;
         stem_em_workspace ws;
-        STEM_TRY(site_workspace(h, site, &slot, &ws));
+        STEM_TRY(site_workspace(h, site, &slot, &ws)); /* the caller names the site */
         STEM_TRY(flat_view(&sc->k_base, 1, o.em.bases, C, &sc->k_scope));
         STEM_TRY(flat_view(&sc->v_base, 1, o.em.bases, C, &sc->v_scope));
         STEM_TRY(stem_sa_bases(k_all, v_all, site->heads, &o.em, &ws, &sc->k_scope, &sc->v_scope));
