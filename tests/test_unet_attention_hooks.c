@@ -123,9 +123,25 @@ static void replaced_attn1(void **state) {
 /* ---- attn2 ---------------------------------------------------------------------------------- */
 
 typedef struct cross_log {
-    int calls, bad;
+    int calls, bad, replaced, taps;
     bool zero;
 } cross_log;
+
+/* Every attn2 replaced by zeros (what to_out would add). */
+static stem_status cross_replace(void *user, const stem_attn_site *site, const stem_tensor *x, stem_tensor *out,
+                                 bool *replaced) {
+    cross_log *c = user;
+    if (site->kind != STEM_ATTN_CROSS) c->bad++;
+    c->replaced++;
+    *replaced = true;
+    return stem_affine(x, 0.0f, 0.0f, out);
+}
+
+static stem_status count_attn2_qkv(void *user, const stem_unet_tap *tap) {
+    (void)tap;
+    ((cross_log *)user)->taps++;
+    return STEM_OK;
+}
 
 static stem_status cross_core(void *user, const stem_attn_site *site, const stem_tensor *q, const stem_tensor *k,
                               const stem_tensor *v, stem_tensor *out) {
@@ -161,6 +177,18 @@ static void attn2_site(void **state) {
     stem_compare cmp;
     assert_int_equal(stem_compare_tensors(&got, &plain, 1e-3, 1e-3, &cmp), STEM_OK);
     print_message("zeroed cross-attention vs default: max abs %.3g\n", cmp.max_abs);
+    assert_true(cmp.max_abs > 1e-3);
+    stem_tensor_free(&got);
+    /* attn2 replaced: no q/k/v (their taps do not fire), no core */
+    c = (cross_log){0};
+    set.replace_cross_attention = cross_replace;
+    set.tap = count_attn2_qkv;
+    set.tap_mask = STEM_TAP_BIT(STEM_TAP_ATTN2_Q) | STEM_TAP_BIT(STEM_TAP_ATTN2_K) | STEM_TAP_BIT(STEM_TAP_ATTN2_V);
+    if (run_unet(u, g.sample, g.timesteps, g.context, &hooks, &got) != STEM_OK) fail_msg("%s", stem_last_error());
+    assert_int_equal(c.replaced, n);
+    assert_int_equal(c.calls + c.taps + c.bad, 0);
+    assert_int_equal(stem_compare_tensors(&got, &plain, 1e-3, 1e-3, &cmp), STEM_OK);
+    print_message("attn2 replaced by zeros vs default: max abs %.3g\n", cmp.max_abs);
     assert_true(cmp.max_abs > 1e-3);
     stem_tensor_free(&got);
 }

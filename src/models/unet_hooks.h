@@ -47,9 +47,10 @@
  * only during the call. Scratch comes from site->arena / tap->arena and is released when
  * the enclosing module finishes its slice; what a hook keeps across calls is its own.
  * The probabilities of one sample, [heads, tokens, kv_tokens] in the UNet's dtype, are
- * computed only when some set asks, one sample at a time from the arena (attn1 at
- * 64x64 latents, 8 heads: 8 x 4096^2 x 4 bytes = 512 MiB; ask only for the sites you
- * need). Hooks run on the host thread, in execution order; a hook returning an error
+ * computed only when some set asks, one sample at a time, from the arena: the scores
+ * and the probabilities, 2 x heads x tokens x kv_tokens elements (attn1 at 64x64
+ * latents, 8 heads, f32: 2 x 512 MiB; attn2 there: 2 x 9.6 MiB), so ask only for the
+ * sites you need. Hooks run on the host thread, in execution order; a hook returning an error
  * aborts the forward with it (add context with stem_error_context). */
 #ifndef STEM_MODELS_UNET_HOOKS_H
 #define STEM_MODELS_UNET_HOOKS_H
