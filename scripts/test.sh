@@ -33,7 +33,8 @@ bash scripts/check-install.sh
 if [ "${STEM_TEST_QUICK:-0}" != 1 ]; then
     # The programs whose results are floating-point numbers of stem's own making.
     numeric="tests/test_ops_golden tests/test_clip_text tests/test_vae tests/test_sd_model tests/test_em
-             tests/test_ddim tests/test_unet tests/test_invert tests/test_metrics tests/test_philox
+             tests/test_ddim tests/test_unet tests/test_unet_hooks tests/test_unet_attention_hooks tests/test_invert
+             tests/test_metrics tests/test_philox
              tests/test_resize tests/test_dtype"
     numeric=$(echo $numeric)
     has_flags() { for f in "$@"; do grep -qw "$f" /proc/cpuinfo || return 1; done; }

@@ -1,5 +1,6 @@
-/* UNet2DConditionModel (diffusers 0.20.2, models/unet_2d_condition.py): config,
- * weight placement and the forward pass. The blocks are in unet_blocks.c.
+/* UNet2DConditionModel (diffusers 0.20.2, models/unet_2d_condition.py): weight placement
+ * and the forward pass. config.json is read in unet_config.c, the blocks are in
+ * unet_blocks.c and unet_attention.c, the hook dispatch in unet_hooks.c.
  *
  * Memory plan of one forward (all from the caller's arena, LIFO):
  *   [time embedding, context][ping][pong][skip stack ...][block temporaries]
@@ -15,211 +16,13 @@
  * the time embedding/context hold all samples, the block temporaries one slice's. */
 #include "models/unet.h"
 
-#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/ops.h"
-#include "models/model_config.h"
 #include "models/unet_internal.h"
-
-/* ---- config -------------------------------------------------------------------------- */
-
-static stem_status unsupported(const stem_config *c, const char *key, const char *value, const char *supported) {
-    return stem_fail(STEM_E_UNSUPPORTED, "%s: %s = %s is not supported (stem implements %s)", c->path, key, value,
-                     supported);
-}
-
-/* A key that must be absent/null or equal to its default (given as JSON text). */
-static stem_status require_default(const stem_config *c, const char *key, const char *dflt) {
-    json_object *v = NULL;
-    if (!json_object_object_get_ex((json_object *)c->root, key, &v) || json_object_is_type(v, json_type_null))
-        return STEM_OK;
-    const char *txt = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-    if (dflt && strcmp(txt, dflt) == 0) return STEM_OK;
-    return unsupported(c, key, txt, dflt ? dflt : "null");
-}
-
-/* An int or per-level list of ints (the list must have `levels` entries). */
-static stem_status per_level_ints(const stem_config *c, const char *key, int64_t dflt, int levels, int *out) {
-    int64_t v[STEM_UNET_MAX_LEVELS + 1];
-    int n = 0;
-    if (!stem_config_has(c, key)) {
-        for (int i = 0; i < levels; i++) out[i] = (int)dflt;
-        return STEM_OK;
-    }
-    STEM_TRY(stem_config_ints(c, key, v, STEM_UNET_MAX_LEVELS + 1, &n));
-    json_object *j = NULL;
-    json_object_object_get_ex((json_object *)c->root, key, &j);
-    bool scalar = json_object_is_type(j, json_type_int);
-    if (!scalar && n != levels)
-        return stem_fail(STEM_E_FORMAT, "%s: '%s' has %d entries but block_out_channels has %d", c->path, key, n,
-                         levels);
-    for (int i = 0; i < levels; i++) {
-        int64_t x = v[scalar ? 0 : i];
-        if (x < 1 || x > (1 << 20))
-            return stem_fail(STEM_E_FORMAT, "%s: '%s' = %lld is out of range", c->path, key, (long long)x);
-        out[i] = (int)x;
-    }
-    return STEM_OK;
-}
-
-stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
-    stem_config c;
-    memset(cfg, 0, sizeof *cfg);
-    STEM_TRY(stem_config_load(path, &c));
-    stem_status s;
-    int64_t v;
-    double d;
-    const char *str;
-#define TRY(e) do { if ((s = (e)) != STEM_OK) goto done; } while (0)
-    /* levels */
-    int64_t boc[STEM_UNET_MAX_LEVELS + 1];
-    int n;
-    TRY(stem_config_ints(&c, "block_out_channels", boc, STEM_UNET_MAX_LEVELS, &n));
-    if (n < 1) { s = stem_fail(STEM_E_FORMAT, "%s: block_out_channels is empty", path); goto done; }
-    cfg->levels = n;
-    for (int i = 0; i < n; i++) {
-        if (boc[i] < 1 || boc[i] > (1 << 20)) {
-            s = stem_fail(STEM_E_FORMAT, "%s: block_out_channels[%d] = %lld is out of range", path, i, (long long)boc[i]);
-            goto done;
-        }
-        cfg->block_out_channels[i] = (int)boc[i];
-    }
-
-    TRY(stem_config_int(&c, "in_channels", 4, &v)); cfg->in_channels = (int)v;
-    TRY(stem_config_int(&c, "out_channels", 4, &v)); cfg->out_channels = (int)v;
-    TRY(stem_config_int(&c, "sample_size", 64, &v)); cfg->sample_size = (int)v;
-    TRY(stem_config_bool(&c, "center_input_sample", false, &cfg->center_input_sample));
-    TRY(stem_config_bool(&c, "flip_sin_to_cos", true, &cfg->flip_sin_to_cos));
-    TRY(stem_config_float(&c, "freq_shift", 0, &d)); cfg->freq_shift = (float)d;
-    TRY(stem_config_int(&c, "norm_num_groups", 32, &v)); cfg->norm_num_groups = (int)v;
-    if (!stem_config_has(&c, "norm_num_groups") &&
-        json_object_object_get_ex((json_object *)c.root, "norm_num_groups", NULL)) {
-        s = unsupported(&c, "norm_num_groups", "null", "GroupNorm before conv_out (an integer)");
-        goto done;
-    }
-    /* checked before the channel counts are divided by it (0 was a SIGFPE, a negative count a failure at step 0) */
-    if (v < 1 || v > (1 << 20)) {
-        s = stem_fail(STEM_E_FORMAT, "%s: norm_num_groups = %lld is out of range (1..%d)", path, (long long)v, 1 << 20);
-        goto done;
-    }
-    TRY(stem_config_float(&c, "norm_eps", 1e-5, &d)); cfg->norm_eps = (float)d;
-    TRY(stem_config_int(&c, "downsample_padding", 1, &v)); cfg->downsample_padding = (int)v;
-    if (v != 0 && v != 1) { s = unsupported(&c, "downsample_padding", "that value", "0 or 1"); goto done; }
-    TRY(stem_config_float(&c, "mid_block_scale_factor", 1, &d)); cfg->mid_block_scale_factor = (float)d;
-    TRY(stem_config_bool(&c, "use_linear_projection", false, &cfg->use_linear_projection));
-    TRY(stem_config_bool(&c, "upcast_attention", false, &cfg->upcast_attention));
-    TRY(stem_config_int(&c, "conv_in_kernel", 3, &v)); cfg->conv_in_kernel = (int)v;
-    TRY(stem_config_int(&c, "conv_out_kernel", 3, &v)); cfg->conv_out_kernel = (int)v;
-    if (cfg->conv_in_kernel % 2 == 0 || cfg->conv_out_kernel % 2 == 0 || cfg->conv_in_kernel < 1 ||
-        cfg->conv_out_kernel < 1) {
-        s = unsupported(&c, "conv_in_kernel/conv_out_kernel", "an even size", "odd kernel sizes");
-        goto done;
-    }
-    TRY(stem_config_int(&c, "time_embedding_dim", 4 * (int64_t)cfg->block_out_channels[0], &v));
-    cfg->time_embed_dim = (int)v;
-
-    TRY(stem_config_string(&c, "act_fn", "silu", &str));
-    if (strcmp(str, "silu") != 0 && strcmp(str, "swish") != 0) { s = unsupported(&c, "act_fn", str, "silu"); goto done; }
-    TRY(stem_config_string(&c, "time_embedding_type", "positional", &str));
-    if (strcmp(str, "positional") != 0) { s = unsupported(&c, "time_embedding_type", str, "positional"); goto done; }
-    TRY(stem_config_string(&c, "resnet_time_scale_shift", "default", &str));
-    if (strcmp(str, "default") != 0) { s = unsupported(&c, "resnet_time_scale_shift", str, "default"); goto done; }
-    TRY(stem_config_string(&c, "attention_type", "default", &str));
-    if (strcmp(str, "default") != 0) { s = unsupported(&c, "attention_type", str, "default"); goto done; }
-    TRY(stem_config_string(&c, "mid_block_type", "UNetMidBlock2DCrossAttn", &str));
-    if (strcmp(str, "UNetMidBlock2DCrossAttn") != 0) {
-        s = unsupported(&c, "mid_block_type", str, "UNetMidBlock2DCrossAttn");
-        goto done;
-    }
-    /* options of other diffusers models that SD 1.x/2.x never set */
-    static const char *const must_be_null[] = {
-        "class_embed_type", "addition_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type",
-        "time_embedding_act_fn", "timestep_post_act", "time_cond_proj_dim", "cross_attention_norm",
-        "num_attention_heads", "addition_time_embed_dim",
-    };
-    for (size_t i = 0; i < sizeof must_be_null / sizeof *must_be_null; i++) TRY(require_default(&c, must_be_null[i], NULL));
-    TRY(require_default(&c, "dual_cross_attention", "false"));
-    TRY(require_default(&c, "resnet_skip_time_act", "false"));
-    TRY(require_default(&c, "class_embeddings_concat", "false"));
-    TRY(require_default(&c, "mid_block_only_cross_attention", "false"));
-    {
-        json_object *oca = NULL;
-        if (json_object_object_get_ex((json_object *)c.root, "only_cross_attention", &oca) && oca) {
-            bool any = json_object_is_type(oca, json_type_boolean) && json_object_get_boolean(oca);
-            if (json_object_is_type(oca, json_type_array))
-                for (size_t i = 0; i < json_object_array_length(oca); i++)
-                    any |= json_object_get_boolean(json_object_array_get_idx(oca, i));
-            if (any) {
-                s = unsupported(&c, "only_cross_attention", json_object_to_json_string_ext(oca, JSON_C_TO_STRING_PLAIN),
-                                "false");
-                goto done;
-            }
-        }
-    }
-
-    /* per-level values */
-    TRY(per_level_ints(&c, "layers_per_block", 2, n, cfg->layers_per_block));
-    TRY(per_level_ints(&c, "transformer_layers_per_block", 1, n, cfg->transformer_layers));
-    TRY(per_level_ints(&c, "attention_head_dim", 8, n, cfg->heads));
-    TRY(per_level_ints(&c, "cross_attention_dim", 1280, n, cfg->cross_attention_dim));
-    for (int i = 0; i < n; i++) {
-        if (cfg->layers_per_block[i] + 1 > STEM_UNET_MAX_LAYERS || cfg->transformer_layers[i] > STEM_UNET_MAX_LAYERS) {
-            s = stem_fail(STEM_E_UNSUPPORTED, "%s: at most %d layers per block are supported", path,
-                          STEM_UNET_MAX_LAYERS - 1);
-            goto done;
-        }
-        if (cfg->cross_attention_dim[i] != cfg->cross_attention_dim[0]) {
-            s = unsupported(&c, "cross_attention_dim", "a list of different values", "one text width for all levels");
-            goto done;
-        }
-        if (cfg->block_out_channels[i] < 1 || cfg->block_out_channels[i] % cfg->norm_num_groups) {
-            s = stem_fail(STEM_E_FORMAT, "%s: block_out_channels[%d] = %d is not a multiple of norm_num_groups = %d",
-                          path, i, cfg->block_out_channels[i], cfg->norm_num_groups);
-            goto done;
-        }
-        if (cfg->block_out_channels[i] % cfg->heads[i]) {
-            s = stem_fail(STEM_E_UNSUPPORTED,
-                          "%s: attention_head_dim[%d] = %d heads do not divide block_out_channels[%d] = %d", path, i,
-                          cfg->heads[i], i, cfg->block_out_channels[i]);
-            goto done;
-        }
-    }
-
-    /* block types */
-    const char *down[STEM_UNET_MAX_LEVELS + 1], *up[STEM_UNET_MAX_LEVELS + 1];
-    int nd = 0, nu = 0;
-    TRY(stem_config_strings(&c, "down_block_types", down, STEM_UNET_MAX_LEVELS + 1, &nd));
-    TRY(stem_config_strings(&c, "up_block_types", up, STEM_UNET_MAX_LEVELS + 1, &nu));
-    if (nd != n || nu != n) {
-        s = stem_fail(STEM_E_FORMAT, "%s: %d down_block_types and %d up_block_types for %d block_out_channels", path,
-                      nd, nu, n);
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "down_block_types[%d]", i);
-        if (!strcmp(down[i], "CrossAttnDownBlock2D")) cfg->down_cross_attn[i] = true;
-        else if (strcmp(down[i], "DownBlock2D")) {
-            s = unsupported(&c, key, down[i], "CrossAttnDownBlock2D and DownBlock2D");
-            goto done;
-        }
-        snprintf(key, sizeof key, "up_block_types[%d]", i);
-        if (!strcmp(up[i], "CrossAttnUpBlock2D")) cfg->up_cross_attn[i] = true;
-        else if (strcmp(up[i], "UpBlock2D")) {
-            s = unsupported(&c, key, up[i], "CrossAttnUpBlock2D and UpBlock2D");
-            goto done;
-        }
-    }
-#undef TRY
-    s = STEM_OK;
-done:
-    stem_config_free(&c);
-    return s;
-}
 
 /* ---- weights ------------------------------------------------------------------------- */
 
@@ -304,6 +107,7 @@ static stem_status load_transformer(loader *L, unet_transformer *tr, const char 
         char p[UNET_NAME_LEN + 32];
         snprintf(tb->name, sizeof tb->name, "%s.transformer_blocks.%d", name, i);
         snprintf(tb->attn1_name, sizeof tb->attn1_name, "%s.attn1", tb->name);
+        snprintf(tb->attn2_name, sizeof tb->attn2_name, "%s.attn2", tb->name);
         tb->index = i;
         tb->attn1_index = L->attn1_next++;
         L->u->attn1_names[tb->attn1_index] = tb->attn1_name;
@@ -671,21 +475,14 @@ static stem_status forward_mid_up(unet_run *r, skip_stack *st, stem_tensor *ping
         const unet_block *blk = &u->up[i];
         for (int j = 0; j < blk->n_layers; j++) {
             stem_tensor *skip = &st->t[st->n - 1];
-            if (unet_tap_on(r, STEM_TAP_UP_CONCAT)) {
-                char name[UNET_NAME_LEN];
-                snprintf(name, sizeof name, "up_blocks.%d.resnets.%d", i, j);
-                stem_unet_tap tap = {.kind = STEM_TAP_UP_CONCAT, .name = name, .part = STEM_UNET_UP, .block = i,
-                                     .layer = j, .level = level, .x = h, .frame0 = r->frame0, .skip = skip,
-                                     .arena = r->arena};
-                stem_status s = r->hooks->tap(r->hooks->tap_user, &tap);
-                if (s != STEM_OK) return stem_error_context(s, "unet hook at %s (skip concat)", name);
-            }
-            /* cat = [h | skip] along channels, in the other buffer   [B, c + c_skip, H, W]
-             * (for all samples at once: y below overlaps h in its buffer) */
+            /* the UP_CONCAT tap, then cat = [h | skip] along channels in the other buffer
+             * [B, c + c_skip, H, W], for every slice before the resnet (y below overlaps h) */
             const unet_resnet *rn = &blk->resnets[j];
+            char name[UNET_NAME_LEN];
+            snprintf(name, sizeof name, "up_blocks.%d.resnets.%d", i, j);
             stem_tensor cat = buffer_view(other, B, rn->c_in, hs[level], ws[level]);
-            const stem_tensor *parts[2] = {h, skip};
-            STEM_TRY(stem_concat(parts, 2, 1, &cat));
+            stem_status s = unet_up_concat(r, name, i, j, level, h, skip, &cat);
+            if (s != STEM_OK) return stem_error_context(s, "unet %s (skip concat)", name);
             /* resnet back into h's buffer; transformer in place   [B, C_level, H, W] */
             stem_tensor y = buffer_view(cur, B, rn->c_out, hs[level], ws[level]);
             STEM_TRY(unet_resnet_forward(r, rn, &cat, &y));
@@ -718,16 +515,19 @@ stem_status stem_unet_forward(stem_unet *u, stem_arena *arena, const stem_tensor
 stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem_tensor *sample,
                                      const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
                                      const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out) {
+    static const stem_unet_hooks no_hooks = {.branches = 1};
     STEM_TRY(check_inputs(u, sample, n_timesteps, context, out));
     if (slice_frames < 1)
         return stem_fail(STEM_E_ARG, "unet: slice_frames = %lld (must be >= 1)", (long long)slice_frames);
-    if (hooks && hooks->self_attention_collect && !hooks->self_attention)
-        return stem_fail(STEM_E_ARG, "unet: a self_attention_collect hook needs the self_attention hook that reads "
-                                     "what it collected");
+    if (!hooks) hooks = &no_hooks;
     const stem_unet_config *cfg = &u->cfg;
     int64_t B = sample->shape[0];
-    unet_run r = {.u = u, .arena = arena, .hooks = hooks, .batch = B, .frames_total = B,
-                  .slice = slice_frames < B ? slice_frames : B};
+    STEM_TRY(unet_hooks_check(hooks, B));
+    /* the batch: R branches of F frames, every module over slices of frames */
+    const int64_t R = hooks->branches > 1 ? hooks->branches : 1, F = B / R;
+    unet_run r = {.u = u, .arena = arena, .hooks = hooks, .batch = B,
+                  .span = {.branches = R, .frame0 = 0, .frames = F, .frames_total = F},
+                  .slice = slice_frames < F ? slice_frames : F};
     int64_t hs[STEM_UNET_MAX_LEVELS], ws[STEM_UNET_MAX_LEVELS];
     stem_unet_level_sizes(u, sample->shape[2], sample->shape[3], hs, ws);
     size_t mark0 = stem_arena_mark(arena);
@@ -750,6 +550,7 @@ stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem
     TRY(forward_mid_up(&r, st, &ping, &pong, hs, ws, &h));
     /* conv_out(SiLU(GroupNorm(h)))   [B, C0, h, w] -> [B, out, h, w] */
     TRY(unet_over_slices(&r, conv_out_slice, u, &h, out));
+    TRY(unet_forward_end(hooks));
 #undef TRY
 done:
     stem_arena_reset(arena, mark0);

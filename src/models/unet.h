@@ -9,65 +9,35 @@
  * the skip connection it is concatenated with (diffusers' upsample_size), so
  * 106x60 -> 53x30 -> 27x15 -> 14x8 and back works.
  *
- * Hooks. Variants of the UNet (STEM self-attention, frame/inflated attention,
- * TokenFlow's extended attention, PnP injection, token flow, FreeU) plug in through
- * stem_unet_hooks without touching this code:
+ * Hooks (src/models/unet_hooks.h has the contract): a forward takes a list of hook
+ * sets, each with its own state, over a batch of branches x frames; taps observe or
+ * override named points, attn1/attn2 have call sites whose attention core a set may
+ * replace, whose whole call a set may replace, and whose attention probabilities a set
+ * may observe; attn1 may run in two phases so that a sliced forward attends over all
+ * frames.
  *
- *  - self_attention: replaces the attention inside every attn1 (self-attention) of
- *    every transformer block, in execution order (16 sites in SD 1.5: down_blocks
- *    0..2 x 2, mid_block x 1, up_blocks 1..3 x 3). It receives q, k, v after to_q /
- *    to_k / to_v (no biases in SD) and writes the attention output before to_out.
- *    NULL means stem_self_attention_default (per-sample multi-head attention).
- *    Cross-attention (attn2) always runs the default attention.
- *
- *  - self_attention_collect: set it when attn1 needs the keys/values of ALL samples of
- *    the forward (STEM's EM over the whole video, inflated attention) while the forward
- *    runs on slices of samples (stem_unet_forward_sliced). Every transformer block then
- *    runs in two phases over the slices:
- *      1 (collect)  per slice: norm1 -> to_k, to_v -> self_attention_collect(k, v);
- *                   after the last slice the hook has every sample's k and v;
- *      2 (attend)   per slice: norm1 -> to_q -> self_attention(q, k = NULL, v = NULL)
- *                   -> to_out -> residual, then attn2 and the feed-forward.
- *    site->frame0 / site->batch / site->frames_total say which samples a call holds.
- *    self_attention must be set with it. Taps: NORM1, ATTN1_K, ATTN1_V fire in phase 1,
- *    ATTN1_Q, ATTN1_OUT in phase 2, once per slice each (norm1 is recomputed for q in
- *    phase 2, so an override of NORM1 reaches k and v only).
- *
- *  - tap: one callback for every other observation/override point. `tap_mask` selects
- *    the kinds (bit 1u << kind); the callback gets a stem_unet_tap describing where it
- *    is and the tensor(s) it may read or overwrite in place (same shape, same dtype, on
- *    the UNet's backend). See stem_unet_tap_kind for the points and their shapes.
- *
- * Slices. stem_unet_forward_sliced applies every module to slices of at most
- * slice_frames samples (each module is per-sample, except attn1 with a collect hook,
- * see above), so hooks see the slice: tap->x is [n, ...] starting at sample
- * tap->frame0, self_attention's q is [site->batch, ...] starting at site->frame0.
- * STEM_TAP_UP_CONCAT always sees all samples. stem_unet_forward is one slice.
- *
- * Tensors handed to hooks live in the forward's arena and are valid only during the
- * call. A hook that needs scratch memory allocates it from site->arena / tap->arena;
- * that memory is released when the enclosing transformer block (or resnet) finishes
- * its slice; memory a hook keeps across calls (collected keys/values) is its own.
- * A hook returning an error aborts the forward with that error (add context with
- * stem_error_context). Hooks are called on the host thread, in execution order; a
- * hook may keep state in `user` across calls (e.g. a per-timestep cache keyed by
- * site->index).
- *
- * Example (TokenFlow's PnP conv injection: the uncond and cond thirds of the batch take
- * the source third's residual in up_blocks.1.resnets.1):
+ * Example (TokenFlow's PnP conv injection: the uncond and cond branches take the source
+ * branch's residual in up_blocks.1.resnets.1). Every call holds the same frames of all
+ * three branches, so this is right sliced or not:
  *
  *   static stem_status pnp(void *user, const stem_unet_tap *tap) {
+ *       (void)user;
  *       if (strcmp(tap->name, "up_blocks.1.resnets.1")) return STEM_OK;
- *       int64_t n = tap->x->shape[0] / 3;
- *       stem_tensor src, dst;
- *       STEM_TRY(stem_tensor_narrow0(tap->x, 0, n, &src));
- *       for (int b = 1; b < 3; b++) {
- *           STEM_TRY(stem_tensor_narrow0(tap->x, b * n, n, &dst));
+ *       stem_tensor src, dst; // [span.frames, C, H, W]: this call's frames of one branch
+ *       STEM_TRY(stem_unet_span_branch(&tap->span, tap->x, 0, &src));
+ *       for (int64_t b = 1; b < tap->span.branches; b++) {
+ *           STEM_TRY(stem_unet_span_branch(&tap->span, tap->x, b, &dst));
  *           STEM_TRY(stem_tensor_copy(&src, &dst));
  *       }
  *       return STEM_OK;
  *   }
- *   stem_unet_hooks h = {.tap = pnp, .tap_mask = STEM_TAP_BIT(STEM_TAP_RESNET_RESIDUAL)};
+ *   stem_unet_hook_set sets[] = {
+ *       {.tap = pnp, .tap_mask = STEM_TAP_BIT(STEM_TAP_RESNET_RESIDUAL)},
+ *       {.tap = freeu, .tap_mask = STEM_TAP_BIT(STEM_TAP_UP_CONCAT), .user = &freeu_factors},
+ *   };
+ *   stem_unet_hooks hooks = {.branches = 3, .sets = sets, .n_sets = 2};
+ *   // sample [3F, 4, h, w] = [source | uncond | cond], context [3F, 77, X]
+ *   stem_unet_forward_sliced(u, arena, sample, &t, 1, context, &hooks, 4, eps);
  *
  * Memory: activations come from the caller's arena (reset to its position at the call
  * when the forward returns); roughly the skip connections, two up-path tensors and
@@ -85,6 +55,7 @@
 #include "core/arena.h"
 #include "core/backend.h"
 #include "core/tensor.h"
+#include "models/unet_hooks.h"
 
 #define STEM_UNET_MAX_LEVELS 6 /* len(block_out_channels) */
 #define STEM_UNET_MAX_LAYERS 8 /* layers_per_block + 1, transformer_layers_per_block */
@@ -126,94 +97,6 @@ typedef struct stem_unet_config {
  * STEM_E_UNSUPPORTED naming the file, key and value. */
 stem_status stem_unet_config_load(const char *config_json_path, stem_unet_config *cfg);
 
-/* ---- hooks -------------------------------------------------------------------------- */
-
-typedef enum stem_unet_part { STEM_UNET_DOWN, STEM_UNET_MID, STEM_UNET_UP } stem_unet_part;
-
-/* One self-attention (attn1) call site. */
-typedef struct stem_attn_site {
-    int index;          /* attn1 index in execution order, 0-based (0..15 in SD 1.5) */
-    const char *name;   /* "down_blocks.0.attentions.0.transformer_blocks.0.attn1" */
-    stem_unet_part part;
-    int block;          /* index in down_blocks / up_blocks (0 for the mid block) */
-    int attention;      /* index in that block's attentions */
-    int transformer_block; /* index in transformer_blocks */
-    int level;          /* resolution level: 0 = latent size, 1 = half, ... */
-    int64_t batch;      /* samples in this call's q (the slice; all B unless sliced) */
-    int64_t frame0;     /* the first of them within the forward's B samples */
-    int64_t frames_total; /* B: samples in the forward */
-    int64_t tokens;     /* per sample: height * width */
-    int64_t height, width;
-    int64_t channels;   /* heads * head_dim */
-    int64_t heads, head_dim;
-    float scale;        /* head_dim^-1/2 */
-    stem_arena *arena;  /* scratch for the hook, released after the transformer block */
-} stem_attn_site;
-
-/* q, k, v: [batch, tokens, channels] (token-major, heads interleaved as
- * channel = head * head_dim + j, i.e. diffusers' head split); out: [batch, tokens,
- * channels], to be filled with the attention output before to_out. The hook may
- * also modify q, k, v (they are not used afterwards). With a collect hook, k and v
- * are NULL (the hook has them from phase 1). */
-typedef stem_status (*stem_self_attention_fn)(void *user, const stem_attn_site *site, const stem_tensor *q,
-                                              const stem_tensor *k, const stem_tensor *v, stem_tensor *out);
-
-/* Phase 1 of a two-phase attn1: k, v [site->batch, tokens, channels] of samples
- * site->frame0 .. frame0 + batch - 1, valid only during the call (copy what you keep).
- * Called for the slices in order; the last has frame0 + batch == frames_total. */
-typedef stem_status (*stem_self_attention_collect_fn)(void *user, const stem_attn_site *site, const stem_tensor *k,
-                                                      const stem_tensor *v);
-
-/* The default: out[b] = MHA(q[b], k[b], v[b]) per sample (stem_attention_heads). */
-stem_status stem_self_attention_default(void *user, const stem_attn_site *site, const stem_tensor *q,
-                                        const stem_tensor *k, const stem_tensor *v, stem_tensor *out);
-
-typedef enum stem_unet_tap_kind {
-    /* Transformer blocks (tap->attn is the block's attn1 site; x is [B, N, C]): */
-    STEM_TAP_NORM1 = 0,  /* norm1 output = attn1 input (TokenFlow: token-flow features) */
-    STEM_TAP_ATTN1_Q,    /* after to_q, before self_attention (PnP Q injection) */
-    STEM_TAP_ATTN1_K,    /* after to_k (PnP K injection) */
-    STEM_TAP_ATTN1_V,    /* after to_v */
-    STEM_TAP_ATTN1_OUT,  /* after to_out (+bias), before the residual add (token flow
-                            reads it on keyframes and overwrites it on other frames) */
-    /* ResnetBlock2D (every resnet; tap->attn is NULL): */
-    STEM_TAP_RESNET_RESIDUAL, /* x [B, C_out, H, W]: conv2 output, before the shortcut
-                                 add (PnP conv injection in up_blocks.1.resnets.1) */
-    /* Up blocks, before each resnet's skip concat (FreeU): x = hidden state
-     * [B, C_h, H, W], skip = the skip connection [B, C_s, H, W]; both writable. */
-    STEM_TAP_UP_CONCAT,
-    STEM_TAP_KIND_COUNT
-} stem_unet_tap_kind;
-
-#define STEM_TAP_BIT(kind) (1u << (kind))
-
-typedef struct stem_unet_tap {
-    stem_unet_tap_kind kind;
-    const char *name;   /* the module: "up_blocks.1.resnets.1",
-                           "mid_block.attentions.0.transformer_blocks.0" */
-    stem_unet_part part;
-    int block, layer;   /* block index; resnet/attention index inside it */
-    int level;
-    const stem_attn_site *attn; /* transformer-block kinds; NULL otherwise */
-    stem_tensor *x;     /* samples frame0 .. frame0 + x->shape[0] - 1 */
-    int64_t frame0;     /* 0 unless the forward is sliced */
-    stem_tensor *skip;  /* STEM_TAP_UP_CONCAT only */
-    stem_arena *arena;  /* scratch, released after the enclosing block */
-} stem_unet_tap;
-
-typedef stem_status (*stem_unet_tap_fn)(void *user, const stem_unet_tap *tap);
-
-typedef struct stem_unet_hooks {
-    stem_self_attention_fn self_attention; /* NULL: stem_self_attention_default */
-    void *self_attention_user;
-    /* NULL: attn1 runs per slice in one phase. Set: two phases (see above); it gets
-     * self_attention_user. */
-    stem_self_attention_collect_fn self_attention_collect;
-    stem_unet_tap_fn tap;                  /* NULL: no taps */
-    void *tap_user;
-    unsigned tap_mask;                     /* STEM_TAP_BIT(kind) | ... */
-} stem_unet_hooks;
-
 /* ---- the model ---------------------------------------------------------------------- */
 
 typedef struct stem_unet stem_unet;
@@ -228,7 +111,8 @@ const stem_unet_config *stem_unet_get_config(const stem_unet *u);
 stem_backend *stem_unet_backend(const stem_unet *u);
 stem_dtype stem_unet_dtype(const stem_unet *u);
 int64_t stem_unet_param_count(const stem_unet *u);
-/* Self-attention sites in execution order (the `index` of stem_attn_site). */
+/* Transformer blocks in execution order (the `index` of stem_attn_site); the names are
+ * their attn1 sites'. */
 int stem_unet_attn1_count(const stem_unet *u);
 const char *stem_unet_attn1_name(const stem_unet *u, int index);
 /* Latent sizes per level for an h x w input (level 0 = h x w; each downsampler gives
@@ -241,16 +125,16 @@ int stem_unet_level_sizes(const stem_unet *u, int64_t h, int64_t w, int64_t *hs,
  *   context [B or 1, seq, cross_attention_dim] on the backend (1 is broadcast)
  *   out     [B, out_channels, h, w], caller-allocated (not from `arena` above its
  *           mark at the call, which the forward resets to when it returns)
- *   hooks   may be NULL.
+ *   hooks   may be NULL (one branch, no hooks); B must be a multiple of hooks->branches.
  * All activations come from `arena`; on return the arena is back where it was. */
 stem_status stem_unet_forward(stem_unet *u, stem_arena *arena, const stem_tensor *sample, const float *timesteps,
                               int64_t n_timesteps, const stem_tensor *context, const stem_unet_hooks *hooks,
                               stem_tensor *out);
 
-/* The same forward, layer-major: every module runs over all B samples in slices of
- * at most slice_frames (>= 1; >= B is stem_unet_forward), releasing each slice's
- * temporaries before the next. With hooks->self_attention_collect, attn1 spans all B
- * samples (two phases, see the hooks above). Results equal stem_unet_forward's to
+/* The same forward, layer-major: every module runs over slices of at most slice_frames
+ * frames of every branch (>= 1; >= the frames per branch is stem_unet_forward),
+ * releasing each slice's temporaries before the next. With a collect hook, attn1 spans
+ * all frames (two phases, see unet_hooks.h). Results equal stem_unet_forward's to
  * float rounding (the GEMM shapes change). */
 stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem_tensor *sample,
                                      const float *timesteps, int64_t n_timesteps, const stem_tensor *context,

@@ -4,9 +4,13 @@
  * (arena, hooks, time embedding, text context), frees its temporaries before
  * returning, and writes into caller-allocated outputs (or in place).
  *
+ * The BasicTransformerBlock is in unet_attention.c.
+ *
  * Slices: every module is per-sample, so each public function runs its module over
- * slices of r->slice samples (unet_over_slices; one slice = the whole batch). The one
- * exception is attn1 with a collect hook: its keys/values span all samples, so the
+ * slices of r->slice frames of every branch (unet_over_slices; one slice = the whole
+ * batch). With one branch a slice is a view of the batch's rows; with several, its
+ * rows are gathered into an arena copy and the module's output written back. The one
+ * exception is attn1 with a collect hook: its keys/values span all frames, so the
  * transformer then runs each BasicTransformerBlock in two phases over the slices
  * (transformer_two_phase). */
 #include <math.h>
@@ -15,51 +19,87 @@
 #include "core/ops.h"
 #include "models/unet_internal.h"
 
-/* Rows of the feed-forward's [rows, 8C] GEGLU projection computed at once: bounds that
- * temporary to 32M elements (128 MB in f32) however many frames are in the batch. */
-#define FF_CHUNK_ELEMENTS ((int64_t)32 << 20)
-
 stem_status unet_tmp(unet_run *r, int ndim, const int64_t *shape, stem_tensor *t) {
     return stem_arena_tensor(r->arena, r->u->dtype, ndim, shape, t);
 }
 
-bool unet_tap_on(const unet_run *r, stem_unet_tap_kind kind) {
-    return r->hooks && r->hooks->tap && (r->hooks->tap_mask & STEM_TAP_BIT(kind));
-}
-
-static stem_status call_tap(unet_run *r, stem_unet_tap *tap) {
-    static const char *const kinds[STEM_TAP_KIND_COUNT] = {"norm1", "attn1 q", "attn1 k", "attn1 v", "attn1 out",
-                                                           "resnet residual", "skip concat"};
-    stem_status s = r->hooks->tap(r->hooks->tap_user, tap);
-    if (s == STEM_OK) return STEM_OK;
-    if (tap->attn) return stem_error_context(s, "%s hook at %s", kinds[tap->kind], tap->attn->name);
-    return stem_error_context(s, "%s hook", kinds[tap->kind]);
-}
-
 /* ---- slices ------------------------------------------------------------------------------ */
 
-int64_t unet_slice_len(const unet_run *r, int64_t f0) {
-    return r->batch - f0 < r->slice ? r->batch - f0 : r->slice;
+/* Whether frames [f0, f0 + n) of every branch are one contiguous run of rows. */
+static bool rows_contiguous(const unet_run *r, int64_t f0, int64_t n) {
+    return r->span.branches == 1 || (f0 == 0 && n == r->span.frames);
 }
 
-stem_status unet_slice_run(const unet_run *r, int64_t f0, int64_t n, unet_run *sub) {
+/* x's shape with `rows` rows. */
+static void shape_with_rows(const stem_tensor *x, int64_t rows, int64_t *shape) {
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[0] = rows;
+}
+
+stem_status unet_rows(unet_run *r, const stem_tensor *x, int64_t f0, int64_t n, stem_tensor *rows) {
+    const int64_t R = r->span.branches, F = r->span.frames;
+    if (rows_contiguous(r, f0, n)) return stem_tensor_narrow0(x, R == 1 ? f0 : 0, R * n, rows);
+    /* rows (b, f0 .. f0 + n - 1) of every branch b, gathered into [R * n, ...] */
+    int64_t shape[STEM_MAX_DIMS];
+    shape_with_rows(x, R * n, shape);
+    STEM_TRY(stem_arena_tensor(r->arena, x->dtype, x->ndim, shape, rows));
+    for (int64_t b = 0; b < R; b++) {
+        stem_tensor from, to;
+        STEM_TRY(stem_tensor_narrow0(x, b * F + f0, n, &from));
+        STEM_TRY(stem_tensor_narrow0(rows, b * n, n, &to));
+        STEM_TRY(stem_tensor_copy(&from, &to));
+    }
+    return STEM_OK;
+}
+
+stem_status unet_rows_put(unet_run *r, const stem_tensor *rows, int64_t f0, int64_t n, stem_tensor *y) {
+    const int64_t R = r->span.branches, F = r->span.frames;
+    if (rows_contiguous(r, f0, n)) return STEM_OK;
+    for (int64_t b = 0; b < R; b++) {
+        stem_tensor from, to;
+        STEM_TRY(stem_tensor_narrow0(rows, b * n, n, &from));
+        STEM_TRY(stem_tensor_narrow0(y, b * F + f0, n, &to));
+        STEM_TRY(stem_tensor_copy(&from, &to));
+    }
+    return STEM_OK;
+}
+
+/* Frames in the slice starting at f0. */
+static int64_t slice_len(const unet_run *r, int64_t f0) {
+    return r->span.frames - f0 < r->slice ? r->span.frames - f0 : r->slice;
+}
+
+stem_status unet_slice_run(unet_run *r, int64_t f0, int64_t n, unet_run *sub) {
     *sub = *r;
-    sub->batch = n;
-    sub->frame0 = r->frame0 + f0;
-    STEM_TRY(stem_tensor_narrow0(&r->temb_act, f0, n, &sub->temb_act));
-    return stem_tensor_narrow0(&r->context, f0, n, &sub->context);
+    sub->span.frame0 = r->span.frame0 + f0;
+    sub->span.frames = n;
+    sub->batch = r->span.branches * n;
+    STEM_TRY(unet_rows(r, &r->temb_act, f0, n, &sub->temb_act));
+    return unet_rows(r, &r->context, f0, n, &sub->context);
 }
 
 stem_status unet_over_slices(unet_run *r, unet_slice_fn fn, const void *module, const stem_tensor *x, stem_tensor *y) {
-    for (int64_t f0 = 0; f0 < r->batch; f0 += r->slice) {
-        int64_t n = unet_slice_len(r, f0);
+    const bool in_place = x->data == y->data;
+    for (int64_t f0 = 0; f0 < r->span.frames; f0 += r->slice) {
+        int64_t n = slice_len(r, f0);
+        size_t mark = stem_arena_mark(r->arena);
         unet_run sub;
         stem_tensor xs, ys;
-        STEM_TRY(unet_slice_run(r, f0, n, &sub));
-        STEM_TRY(stem_tensor_narrow0(x, f0, n, &xs));
-        STEM_TRY(stem_tensor_narrow0(y, f0, n, &ys));
-        size_t mark = stem_arena_mark(r->arena);
-        stem_status s = fn(&sub, module, &xs, &ys);
+        int64_t shape[STEM_MAX_DIMS];
+        stem_status s = unet_slice_run(r, f0, n, &sub);
+        if (s == STEM_OK) s = unet_rows(r, x, f0, n, &xs);
+        if (s == STEM_OK) {
+            if (in_place) {
+                ys = xs;
+            } else if (rows_contiguous(r, f0, n)) {
+                s = unet_rows(r, y, f0, n, &ys);
+            } else { /* the slice's output rows, written back below */
+                shape_with_rows(y, sub.batch, shape);
+                s = stem_arena_tensor(r->arena, y->dtype, y->ndim, shape, &ys);
+            }
+        }
+        if (s == STEM_OK) s = fn(&sub, module, &xs, &ys);
+        if (s == STEM_OK) s = unet_rows_put(r, &ys, f0, n, y);
         stem_arena_reset(r->arena, mark);
         if (s != STEM_OK) return s;
     }
@@ -99,9 +139,9 @@ static stem_status resnet_slice(unet_run *r, const void *module, const stem_tens
     TRY(stem_conv2d(&h2, &rn->conv2_w, &rn->conv2_b, 1, 1, PAD1, y));
     if (unet_tap_on(r, STEM_TAP_RESNET_RESIDUAL)) {
         stem_unet_tap tap = {.kind = STEM_TAP_RESNET_RESIDUAL, .name = rn->name, .part = rn->part,
-                             .block = rn->block, .layer = rn->layer, .level = rn->level, .x = y,
-                             .frame0 = r->frame0, .arena = r->arena};
-        TRY(call_tap(r, &tap));
+                             .block = rn->block, .layer = rn->layer, .level = rn->level, .span = r->span, .x = y,
+                             .arena = r->arena};
+        TRY(unet_tap(r, &tap));
     }
     /* y += shortcut(x) (1x1 conv when the channel count changes) */
     if (rn->shortcut) {
@@ -125,176 +165,21 @@ stem_status unet_resnet_forward(unet_run *r, const unet_resnet *rn, const stem_t
     return STEM_OK;
 }
 
-/* ---- BasicTransformerBlock --------------------------------------------------------------- */
-
-/* Rows [start, start + n) of a [B, N, C] tensor seen as [B*N, C]. */
-static stem_status rows_view(const stem_tensor *t, int64_t start, int64_t n, stem_tensor *v) {
-    stem_tensor flat;
-    int64_t s2[2] = {t->shape[0] * t->shape[1], t->shape[2]};
-    STEM_TRY(stem_tensor_reshape(t, 2, s2, &flat));
-    return stem_tensor_narrow0(&flat, start, n, v);
-}
-
-/* The tap of `kind` on x, when it is on. */
-static stem_status attn1_tap(unet_run *r, const unet_tblock *tb, const stem_attn_site *site, stem_unet_tap_kind kind,
-                             stem_tensor *x) {
-    if (!unet_tap_on(r, kind)) return STEM_OK;
-    stem_unet_tap tap = {.kind = kind, .name = tb->name, .part = site->part, .block = site->block,
-                         .layer = site->attention, .level = site->level, .attn = site, .x = x,
-                         .frame0 = site->frame0, .arena = r->arena};
-    return call_tap(r, &tap);
-}
-
-/* n1 = norm1(hidden)   [n, N, C]; the NORM1 tap fires when `tap`. */
-static stem_status attn1_norm(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                              const stem_tensor *hidden, bool tap, stem_tensor *n1) {
-    STEM_TRY(unet_tmp(r, 3, hidden->shape, n1));
-    STEM_TRY(stem_layer_norm(hidden, &tb->norm1_w, &tb->norm1_b, 1e-5f, n1));
-    return tap ? attn1_tap(r, tb, site, STEM_TAP_NORM1, n1) : STEM_OK;
-}
-
-/* y = n1 w^T (to_q / to_k / to_v, no bias), then the tap of `kind`   [n, N, C] */
-static stem_status attn1_project(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                 const stem_tensor *n1, const stem_tensor *w, stem_unet_tap_kind kind, stem_tensor *y) {
-    STEM_TRY(unet_tmp(r, 3, n1->shape, y));
-    STEM_TRY(stem_linear(n1, w, NULL, y));
-    return attn1_tap(r, tb, site, kind, y);
-}
-
-/* a = the self_attention hook (or the default) on q [n, N, C]; k, v NULL in phase 2. */
-static stem_status attn1_attention(unet_run *r, const stem_attn_site *site, const stem_tensor *q,
-                                   const stem_tensor *k, const stem_tensor *v, stem_tensor *a) {
-    STEM_TRY(unet_tmp(r, 3, q->shape, a));
-    const stem_unet_hooks *h = r->hooks;
-    stem_status s = h && h->self_attention ? h->self_attention(h->self_attention_user, site, q, k, v, a)
-                                           : stem_self_attention_default(NULL, site, q, k, v, a);
-    if (s != STEM_OK) return stem_error_context(s, "self-attention hook at %s", site->name);
-    return STEM_OK;
-}
-
-/* hidden += to_out(a), with the ATTN1_OUT tap before the residual add   [n, N, C] */
-static stem_status attn1_output(unet_run *r, const unet_tblock *tb, const stem_attn_site *site, const stem_tensor *a,
-                                stem_tensor *hidden) {
-    stem_tensor o;
-    STEM_TRY(unet_tmp(r, 3, a->shape, &o));
-    STEM_TRY(stem_linear(a, &tb->o1_w, &tb->o1_b, &o));
-    STEM_TRY(attn1_tap(r, tb, site, STEM_TAP_ATTN1_OUT, &o));
-    return stem_binary(STEM_BINARY_ADD, hidden, &o, hidden);
-}
-
-/* One phase: hidden [n, N, C] += attn1(norm1(hidden)), attention within the slice. */
-static stem_status self_attention_part(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                       stem_tensor *hidden) {
-    stem_tensor n1, q, k, v, a;
-    STEM_TRY(attn1_norm(r, tb, site, hidden, true, &n1));
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->q1, STEM_TAP_ATTN1_Q, &q));
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->k1, STEM_TAP_ATTN1_K, &k));
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->v1, STEM_TAP_ATTN1_V, &v));
-    STEM_TRY(attn1_attention(r, site, &q, &k, &v, &a));
-    return attn1_output(r, tb, site, &a, hidden);
-}
-
-/* Phase 1 on one slice: the keys and values of norm1(hidden) [n, N, C] go to the
- * collect hook (which keeps them for all samples). */
-static stem_status self_attention_collect(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                          const stem_tensor *hidden) {
-    stem_tensor n1, k, v;
-    STEM_TRY(attn1_norm(r, tb, site, hidden, true, &n1));
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->k1, STEM_TAP_ATTN1_K, &k));
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->v1, STEM_TAP_ATTN1_V, &v));
-    const stem_unet_hooks *h = r->hooks;
-    stem_status s = h->self_attention_collect(h->self_attention_user, site, &k, &v);
-    if (s != STEM_OK) return stem_error_context(s, "self-attention collect hook at %s", site->name);
-    return STEM_OK;
-}
-
-/* Phase 2 on one slice: hidden [n, N, C] += attn1 with this slice's queries against
- * what the hook collected from all samples. */
-static stem_status self_attention_attend(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                         stem_tensor *hidden) {
-    stem_tensor n1, q, a;
-    STEM_TRY(attn1_norm(r, tb, site, hidden, false, &n1)); /* recomputed; its tap fired in phase 1 */
-    STEM_TRY(attn1_project(r, tb, site, &n1, &tb->q1, STEM_TAP_ATTN1_Q, &q));
-    STEM_TRY(attn1_attention(r, site, &q, NULL, NULL, &a));
-    return attn1_output(r, tb, site, &a, hidden);
-}
-
-/* hidden [B, N, C] += attn2(norm2(hidden), context [B, S, C_x]). */
-static stem_status cross_attention_part(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                        stem_tensor *hidden) {
-    int64_t shape[3] = {hidden->shape[0], hidden->shape[1], hidden->shape[2]};
-    int64_t kv_shape[3] = {hidden->shape[0], r->context.shape[1], hidden->shape[2]};
-    stem_tensor n2, q, k, v, a, o;
-    STEM_TRY(unet_tmp(r, 3, shape, &n2));
-    STEM_TRY(stem_layer_norm(hidden, &tb->norm2_w, &tb->norm2_b, 1e-5f, &n2));
-    STEM_TRY(unet_tmp(r, 3, shape, &q));
-    STEM_TRY(stem_linear(&n2, &tb->q2, NULL, &q));
-    STEM_TRY(unet_tmp(r, 3, kv_shape, &k));
-    STEM_TRY(unet_tmp(r, 3, kv_shape, &v));
-    STEM_TRY(stem_linear(&r->context, &tb->k2, NULL, &k));
-    STEM_TRY(stem_linear(&r->context, &tb->v2, NULL, &v));
-    STEM_TRY(unet_tmp(r, 3, shape, &a));
-    STEM_TRY(stem_attention_heads(&q, &k, &v, (int)site->heads, site->scale, &a));
-    STEM_TRY(unet_tmp(r, 3, shape, &o));
-    STEM_TRY(stem_linear(&a, &tb->o2_w, &tb->o2_b, &o));
-    return stem_binary(STEM_BINARY_ADD, hidden, &o, hidden);
-}
-
-/* hidden [B, N, C] += ff(norm3(hidden)), ff = Linear(4C) o GEGLU o Linear(8C), in row
- * chunks (the rows are independent). */
-static stem_status feed_forward_part(unet_run *r, const unet_tblock *tb, stem_tensor *hidden) {
-    int64_t rows = hidden->shape[0] * hidden->shape[1], C = hidden->shape[2];
-    int64_t inner = tb->ff2_w.shape[1]; /* 4C */
-    int64_t shape[3] = {hidden->shape[0], hidden->shape[1], C};
-    stem_tensor n3;
-    STEM_TRY(unet_tmp(r, 3, shape, &n3));
-    STEM_TRY(stem_layer_norm(hidden, &tb->norm3_w, &tb->norm3_b, 1e-5f, &n3));
-    int64_t chunk = FF_CHUNK_ELEMENTS / (2 * inner);
-    if (chunk < 256) chunk = 256;
-    if (chunk > rows) chunk = rows;
-    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-        int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
-        size_t mark = stem_arena_mark(r->arena);
-        stem_tensor in, out, p, g, f;
-        int64_t s_p[2] = {nr, 2 * inner}, s_g[2] = {nr, inner}, s_f[2] = {nr, C};
-        stem_status s;
-        if ((s = rows_view(&n3, r0, nr, &in)) == STEM_OK && (s = rows_view(hidden, r0, nr, &out)) == STEM_OK &&
-            (s = unet_tmp(r, 2, s_p, &p)) == STEM_OK && (s = stem_linear(&in, &tb->ff1_w, &tb->ff1_b, &p)) == STEM_OK &&
-            (s = unet_tmp(r, 2, s_g, &g)) == STEM_OK && (s = stem_geglu(&p, &g)) == STEM_OK &&
-            (s = unet_tmp(r, 2, s_f, &f)) == STEM_OK && (s = stem_linear(&g, &tb->ff2_w, &tb->ff2_b, &f)) == STEM_OK)
-            s = stem_binary(STEM_BINARY_ADD, &out, &f, &out);
-        stem_arena_reset(r->arena, mark);
-        if (s != STEM_OK) return s;
-    }
-    return STEM_OK;
-}
-
-/* BasicTransformerBlock on one slice, hidden [n, N, C] in place. In the two-phase form
- * the keys/values are already collected (attn1 = phase 2). */
-static stem_status basic_block_forward(unet_run *r, const unet_tblock *tb, const stem_attn_site *site,
-                                       bool two_phase, stem_tensor *hidden) {
-    size_t mark = stem_arena_mark(r->arena);
-    stem_status s = two_phase ? self_attention_attend(r, tb, site, hidden) : self_attention_part(r, tb, site, hidden);
-    stem_arena_reset(r->arena, mark);
-    if (s == STEM_OK) s = cross_attention_part(r, tb, site, hidden);
-    stem_arena_reset(r->arena, mark);
-    if (s == STEM_OK) s = feed_forward_part(r, tb, hidden);
-    stem_arena_reset(r->arena, mark);
-    return s;
-}
-
 /* ---- Transformer2DModel ------------------------------------------------------------------ */
 
-/* The attn1 site of block i for the run's samples (a slice of H x W tokens). */
-static stem_attn_site block_site(const unet_run *r, const unet_transformer *tr, int i, int64_t H, int64_t W) {
+/* The attn1 and attn2 sites of block i for the run's rows (a slice of H x W tokens). */
+static void block_sites(const unet_run *r, const unet_transformer *tr, int i, int64_t H, int64_t W,
+                        stem_attn_site sites[2]) {
     const unet_tblock *tb = &tr->blocks[i];
-    return (stem_attn_site){
-        .index = tb->attn1_index, .name = tb->attn1_name, .part = tr->part, .block = tr->block,
-        .attention = tr->layer, .transformer_block = i, .level = tr->level, .batch = r->batch,
-        .frame0 = r->frame0, .frames_total = r->frames_total, .tokens = H * W, .height = H, .width = W,
-        .channels = tr->channels, .heads = tr->heads, .head_dim = tr->head_dim,
-        .scale = (float)(1.0 / sqrt((double)tr->head_dim)), .arena = r->arena,
-    };
+    for (int k = 0; k < 2; k++)
+        sites[k] = (stem_attn_site){
+            .kind = k ? STEM_ATTN_CROSS : STEM_ATTN_SELF, .index = tb->attn1_index,
+            .name = k ? tb->attn2_name : tb->attn1_name, .part = tr->part, .block = tr->block,
+            .attention = tr->layer, .transformer_block = i, .level = tr->level, .span = r->span,
+            .tokens = H * W, .height = H, .width = W, .kv_tokens = k ? r->context.shape[1] : H * W,
+            .channels = tr->channels, .heads = tr->heads, .head_dim = tr->head_dim,
+            .scale = (float)(1.0 / sqrt((double)tr->head_dim)), .arena = r->arena,
+        };
 }
 
 static const int SWAP12[3] = {0, 2, 1};
@@ -341,8 +226,9 @@ static stem_status transformer_slice(unet_run *r, const void *module, const stem
     STEM_TRY(transformer_in(r, tr, x, &hidden));
     stem_arena_reset(r->arena, mark);
     for (int i = 0; i < tr->n_blocks; i++) {
-        stem_attn_site site = block_site(r, tr, i, x->shape[2], x->shape[3]);
-        STEM_TRY(basic_block_forward(r, &tr->blocks[i], &site, false, &hidden));
+        stem_attn_site sites[2];
+        block_sites(r, tr, i, x->shape[2], x->shape[3], sites);
+        STEM_TRY(unet_basic_block(r, &tr->blocks[i], sites, false, &hidden));
     }
     return transformer_out(r, tr, &hidden, x);
 }
@@ -358,19 +244,21 @@ typedef struct block_ref {
 static stem_status collect_slice(unet_run *r, const void *module, const stem_tensor *hidden, stem_tensor *y) {
     const block_ref *b = module;
     (void)y;
-    stem_attn_site site = block_site(r, b->tr, b->index, b->height, b->width);
-    return self_attention_collect(r, &b->tr->blocks[b->index], &site, hidden);
+    stem_attn_site sites[2];
+    block_sites(r, b->tr, b->index, b->height, b->width, sites);
+    return unet_attn1_collect(r, &b->tr->blocks[b->index], &sites[0], hidden);
 }
 
 /* Phase 2 on one slice: the rest of the block, hidden [n, N, C] in place. */
 static stem_status attend_slice(unet_run *r, const void *module, const stem_tensor *hidden_in, stem_tensor *hidden) {
     const block_ref *b = module;
     (void)hidden_in;
-    stem_attn_site site = block_site(r, b->tr, b->index, b->height, b->width);
-    return basic_block_forward(r, &b->tr->blocks[b->index], &site, true, hidden);
+    stem_attn_site sites[2];
+    block_sites(r, b->tr, b->index, b->height, b->width, sites);
+    return unet_basic_block(r, &b->tr->blocks[b->index], sites, true, hidden);
 }
 
-/* attn1 over all samples, the rest per slice: the token stream of all samples stays
+/* attn1 over all frames, the rest per slice: the token stream of all rows stays
  * between the phases, each block collects every slice's keys/values (phase 1) before
  * any slice attends (phase 2). x [B, C, H, W] in place. */
 static stem_status transformer_two_phase(unet_run *r, const unet_transformer *tr, stem_tensor *x) {
@@ -388,7 +276,8 @@ static stem_status transformer_two_phase(unet_run *r, const unet_transformer *tr
 
 stem_status unet_transformer_forward(unet_run *r, const unet_transformer *tr, stem_tensor *x) {
     size_t mark = stem_arena_mark(r->arena);
-    bool two_phase = r->hooks && r->hooks->self_attention_collect;
+    const stem_unet_hook_set *core = unet_core_set(r, STEM_ATTN_SELF);
+    bool two_phase = core && core->self_attention_collect;
     stem_status s = two_phase ? transformer_two_phase(r, tr, x) : unet_over_slices(r, transformer_slice, tr, x, x);
     stem_arena_reset(r->arena, mark);
     if (s != STEM_OK) return stem_error_context(s, "unet %s", tr->name);
@@ -421,10 +310,32 @@ stem_status unet_upsample_forward(unet_run *r, const unet_block *blk, const stem
     return unet_over_slices(r, upsample_slice, blk, x, y);
 }
 
-/* ---- default self-attention ---------------------------------------------------------------- */
+/* ---- the up path's skip concat ------------------------------------------------------------- */
 
-stem_status stem_self_attention_default(void *user, const stem_attn_site *site, const stem_tensor *q,
-                                        const stem_tensor *k, const stem_tensor *v, stem_tensor *out) {
-    (void)user;
-    return stem_attention_heads(q, k, v, (int)site->heads, site->scale, out);
+typedef struct up_concat {
+    unet_run *parent;   /* the run whose rows skip holds */
+    const char *name;
+    int block, layer, level;
+    const stem_tensor *skip;
+} up_concat;
+
+/* One slice: the UP_CONCAT tap on h and the slice's skip rows, then cat = [h | skip]. */
+static stem_status up_concat_slice(unet_run *r, const void *module, const stem_tensor *h_in, stem_tensor *cat) {
+    const up_concat *c = module;
+    stem_tensor h = *h_in, skip;
+    STEM_TRY(unet_rows(c->parent, c->skip, r->span.frame0 - c->parent->span.frame0, r->span.frames, &skip));
+    if (unet_tap_on(r, STEM_TAP_UP_CONCAT)) {
+        stem_unet_tap tap = {.kind = STEM_TAP_UP_CONCAT, .name = c->name, .part = STEM_UNET_UP, .block = c->block,
+                             .layer = c->layer, .level = c->level, .span = r->span, .x = &h, .skip = &skip,
+                             .arena = r->arena};
+        STEM_TRY(unet_tap(r, &tap));
+    }
+    const stem_tensor *parts[2] = {&h, &skip};
+    return stem_concat(parts, 2, 1, cat);
+}
+
+stem_status unet_up_concat(unet_run *r, const char *name, int block, int layer, int level, stem_tensor *h,
+                           stem_tensor *skip, stem_tensor *cat) {
+    up_concat c = {.parent = r, .name = name, .block = block, .layer = layer, .level = level, .skip = skip};
+    return unet_over_slices(r, up_concat_slice, &c, h, cat);
 }

@@ -79,16 +79,24 @@ typedef struct em_work {
 
 static void em_work_free(em_work *w) {
     stem_tensor *all[] = {&w->mean, &w->std, &w->vmean, &w->mu, &w->zk, &w->zv, &w->zsum, &w->vb};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) stem_tensor_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) stem_tensor_free(all[i]); /* arena's: not owned */
+}
+
+/* An f32 temporary: from the workspace's arena, or a device tensor of its own. */
+static stem_status work_tensor(const stem_em_workspace *ws, stem_backend *be, int ndim, const int64_t *shape,
+                               stem_tensor *t) {
+    if (ws && ws->arena) return stem_arena_tensor(ws->arena, STEM_F32, ndim, shape, t);
+    return stem_tensor_new(be, STEM_F32, ndim, shape, t);
 }
 
 /* Per-channel mean (and unbiased std) of a heads view over its n tokens, as f32 [H, d]
  * (f32 also for f16 k: the initial bases are not rounded to f16). */
-static stem_status channel_stats(const stem_heads_view *x, stem_tensor *mean, stem_tensor *std) {
+static stem_status channel_stats(const stem_heads_view *x, const stem_em_workspace *ws, stem_tensor *mean,
+                                 stem_tensor *std) {
     stem_backend *be = x->t->backend;
     int64_t hd[2] = {x->heads, x->d};
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 2, hd, mean));
-    if (std) STEM_TRY(stem_tensor_new(be, STEM_F32, 2, hd, std));
+    STEM_TRY(work_tensor(ws, be, 2, hd, mean));
+    if (std) STEM_TRY(work_tensor(ws, be, 2, hd, std));
     stem_tensor view;
     if (x->layout == STEM_HEADS_MAJOR) { /* [H, n, d] over axis 1 -> [H, d] */
         return stem_mean_std(x->t, 1, mean, std);
@@ -151,8 +159,41 @@ static stem_status check_output(const char *what, const stem_tensor *t, const st
     return STEM_OK;
 }
 
+/* The deferred check: stats [H, d] (f32) into row `row` of ws->check [3, C], copied by the
+ * first EM into it, added by the next. */
+static stem_status defer_check(const stem_em_workspace *ws, int64_t row, const stem_tensor *stats) {
+    stem_tensor r, flat;
+    int64_t one_c[2] = {1, stem_numel(stats)};
+    STEM_TRY(stem_tensor_narrow0(ws->check, row, 1, &r));
+    STEM_TRY(stem_tensor_reshape(stats, 2, one_c, &flat));
+    if (!*ws->check_used) return stem_tensor_copy(&flat, &r);
+    return stem_binary(STEM_BINARY_ADD, &r, &flat, &r);
+}
+
+/* Non-finite inputs: any NaN/Inf makes its channel's mean non-finite (std: values too
+ * large for f32 statistics). Tested now on the host, or deferred into ws->check. */
+static stem_status check_stats(const stem_em_workspace *ws, const em_work *w, int64_t d) {
+    if (!ws || !ws->check) {
+        STEM_TRY(check_finite_stats(&w->mean, d, "k"));
+        STEM_TRY(check_finite_stats(&w->vmean, d, "v"));
+        return w->std.data ? check_finite_stats(&w->std, d, "k") : STEM_OK;
+    }
+    char a[STEM_SHAPE_STR_LEN];
+    const int64_t C = stem_numel(&w->mean);
+    if (ws->check->ndim != 2 || ws->check->shape[0] != 3 || ws->check->shape[1] != C ||
+        ws->check->dtype != STEM_F32)
+        return stem_fail(STEM_E_SHAPE, "em: check has shape %s, expected f32 [3, %lld]",
+                         stem_shape_str(ws->check, a, sizeof a), (long long)C);
+    STEM_TRY(defer_check(ws, 0, &w->mean));
+    STEM_TRY(defer_check(ws, 1, w->std.data ? &w->std : &w->mean));
+    STEM_TRY(defer_check(ws, 2, &w->vmean));
+    *ws->check_used = true;
+    return STEM_OK;
+}
+
 static stem_status em_run(const stem_heads_view *k, const stem_heads_view *v, const stem_tensor *init,
-                          const stem_em_options *o, stem_tensor *k_base, stem_tensor *v_base, em_work *w) {
+                          const stem_em_options *o, const stem_em_workspace *ws, stem_tensor *k_base,
+                          stem_tensor *v_base, em_work *w) {
     STEM_TRY(stem_em_options_check(o));
     const int64_t H = k->heads, M = o->bases, d = k->d, n = k->n;
     stem_backend *be = k->t->backend;
@@ -173,18 +214,17 @@ static stem_status em_run(const stem_heads_view *k, const stem_heads_view *v, co
         if (init->backend != be) return stem_fail(STEM_E_ARG, "em: init lives on another backend than k");
     }
 
-    /* Non-finite inputs: any NaN/Inf makes its channel's mean non-finite. The mean/std of
-     * k are needed for the initial draw anyway; v's mean is one extra pass over v. */
-    STEM_TRY(channel_stats(k, &w->mean, init ? NULL : &w->std));
-    STEM_TRY(check_finite_stats(&w->mean, d, "k"));
-    STEM_TRY(channel_stats(v, &w->vmean, NULL));
-    STEM_TRY(check_finite_stats(&w->vmean, d, "v"));
+    /* The mean/std of k are needed for the initial draw anyway; v's mean is one extra
+     * pass over v, for the non-finite check. */
+    STEM_TRY(channel_stats(k, ws, &w->mean, init ? NULL : &w->std));
+    STEM_TRY(channel_stats(v, ws, &w->vmean, NULL));
+    STEM_TRY(check_stats(ws, w, d));
 
     int64_t hmd[3] = {H, M, d}, hm1[3] = {H, M, 1};
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, hmd, &w->mu));
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, hmd, &w->zk));
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, hmd, &w->zv));
-    STEM_TRY(stem_tensor_new(be, STEM_F32, 3, hm1, &w->zsum));
+    STEM_TRY(work_tensor(ws, be, 3, hmd, &w->mu));
+    STEM_TRY(work_tensor(ws, be, 3, hmd, &w->zk));
+    STEM_TRY(work_tensor(ws, be, 3, hmd, &w->zv));
+    STEM_TRY(work_tensor(ws, be, 3, hm1, &w->zsum));
     if (init) {
         float *x;
         STEM_TRY(to_host_f32(init, &x));
@@ -197,7 +237,6 @@ static stem_status em_run(const stem_heads_view *k, const stem_heads_view *v, co
         free(x);
         STEM_TRY(stem_cast(init, &w->mu));
     } else {
-        STEM_TRY(check_finite_stats(&w->std, d, "k"));
         STEM_TRY(draw_initial_bases(k, o, w));
     }
 
@@ -207,7 +246,7 @@ static stem_status em_run(const stem_heads_view *k, const stem_heads_view *v, co
     const int64_t passes = o->iters > 0 ? o->iters : 1;
     stem_tensor *vb_out = v_base->dtype == STEM_F32 ? v_base : NULL;
     if (!vb_out) {
-        STEM_TRY(stem_tensor_new(be, STEM_F32, 3, hmd, &w->vb));
+        STEM_TRY(work_tensor(ws, be, 3, hmd, &w->vb));
         vb_out = &w->vb;
     }
     for (int64_t r = 0; r < passes; r++) {
@@ -223,10 +262,11 @@ static stem_status em_run(const stem_heads_view *k, const stem_heads_view *v, co
 }
 
 stem_status stem_em_bases_view(const stem_heads_view *k, const stem_heads_view *v, const stem_tensor *init,
-                               const stem_em_options *o, stem_tensor *k_base, stem_tensor *v_base) {
+                               const stem_em_options *o, const stem_em_workspace *ws, stem_tensor *k_base,
+                               stem_tensor *v_base) {
     em_work w;
     memset(&w, 0, sizeof w);
-    stem_status s = em_run(k, v, init, o, k_base, v_base, &w);
+    stem_status s = em_run(k, v, init, o, ws, k_base, v_base, &w);
     em_work_free(&w);
     return s;
 }
@@ -236,7 +276,7 @@ stem_status stem_em_bases(const stem_tensor *k, const stem_tensor *v, const stem
     stem_heads_view kv, vv;
     STEM_TRY(stem_heads_view_make(k, STEM_HEADS_MAJOR, 0, "em: k", &kv));
     STEM_TRY(stem_heads_view_make(v, STEM_HEADS_MAJOR, kv.heads, "em: v", &vv));
-    return stem_em_bases_view(&kv, &vv, init, o, k_base, v_base);
+    return stem_em_bases_view(&kv, &vv, init, o, NULL, k_base, v_base);
 }
 
 stem_status stem_em_bases_tokens(const stem_tensor *k, const stem_tensor *v, int64_t heads, const stem_tensor *init,
@@ -244,5 +284,5 @@ stem_status stem_em_bases_tokens(const stem_tensor *k, const stem_tensor *v, int
     stem_heads_view kv, vv;
     STEM_TRY(stem_heads_view_make(k, STEM_TOKENS_MAJOR, heads, "em: k", &kv));
     STEM_TRY(stem_heads_view_make(v, STEM_TOKENS_MAJOR, heads, "em: v", &vv));
-    return stem_em_bases_view(&kv, &vv, init, o, k_base, v_base);
+    return stem_em_bases_view(&kv, &vv, init, o, NULL, k_base, v_base);
 }

@@ -33,6 +33,7 @@
 
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "stem/em_ops.h"
 
@@ -61,11 +62,29 @@ stem_status stem_em_options_check(const stem_em_options *o);
 /* w3 = phase << 24 | step << 12 | chunk. */
 uint32_t stem_em_counter_w3(const stem_em_options *o);
 
+/* Where one EM takes its temporaries and how it checks its inputs, for callers inside
+ * a UNet evaluation (stem/stem_sa.c), which must neither allocate device memory nor
+ * wait for the device:
+ *   arena   the temporaries (f32 [H, M, d] x 4, [H, d] x 3, ...) come from here and stay
+ *           until the caller resets it (NULL: allocated and freed per call);
+ *   check   deferred non-finite check: k's per-channel mean and std and v's mean are
+ *           added to the rows of check [3, C] (f32, on k's backend; the first EM into it,
+ *           *check_used false, copies and sets it) instead of being copied to the host
+ *           and tested now; a NaN/Inf in k or v makes its channel non-finite there and
+ *           the caller tests check later (NULL: tested now). init is always tested now. */
+typedef struct stem_em_workspace {
+    stem_arena *arena;
+    stem_tensor *check;
+    bool *check_used;
+} stem_em_workspace;
+
 /* EM bases of k and v, both viewed as heads (see stem/em_ops.h: head-major
  * [heads, n, d] or token-major [n, heads*d]). init: [heads, M, d] or NULL (Philox draw).
- * k_base, v_base: caller-allocated [heads, M, d] on k's backend, f32 or k's dtype. */
+ * k_base, v_base: caller-allocated [heads, M, d] on k's backend, f32 or k's dtype.
+ * ws may be NULL (see stem_em_workspace). */
 stem_status stem_em_bases_view(const stem_heads_view *k, const stem_heads_view *v, const stem_tensor *init,
-                               const stem_em_options *o, stem_tensor *k_base, stem_tensor *v_base);
+                               const stem_em_options *o, const stem_em_workspace *ws, stem_tensor *k_base,
+                               stem_tensor *v_base);
 
 /* Head-major convenience: k, v [heads, n, d]. */
 stem_status stem_em_bases(const stem_tensor *k, const stem_tensor *v, const stem_tensor *init,

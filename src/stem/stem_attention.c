@@ -45,8 +45,15 @@ static stem_status scope_view(const stem_tensor *x, int64_t f0, int64_t count, s
     return stem_tensor_reshape(&rows, 3, shape, out);
 }
 
+/* A temporary like stem_tensor_new, from ws's arena when there is one. */
+static stem_status sa_tensor(const stem_em_workspace *ws, stem_backend *be, stem_dtype dt, int ndim,
+                             const int64_t *shape, stem_tensor *t) {
+    if (ws && ws->arena) return stem_arena_tensor(ws->arena, dt, ndim, shape, t);
+    return stem_tensor_new(be, dt, ndim, shape, t);
+}
+
 stem_status stem_sa_bases(const stem_tensor *k, const stem_tensor *v, int64_t heads, const stem_em_options *em,
-                          stem_tensor *k_base, stem_tensor *v_base) {
+                          const stem_em_workspace *ws, stem_tensor *k_base, stem_tensor *v_base) {
     char a[STEM_SHAPE_STR_LEN];
     const int64_t C = k->shape[k->ndim - 1], M = em->bases;
     if (heads < 1 || C % heads)
@@ -62,9 +69,12 @@ stem_status stem_sa_bases(const stem_tensor *k, const stem_tensor *v, int64_t he
     const int64_t d = C / heads;
     int64_t hmd[3] = {heads, M, d}, mhd[3] = {M, heads, d};
     stem_tensor kb = {0}, vb = {0}, kt, vt;
-    stem_status s = stem_tensor_new(k->backend, k_base->dtype, 3, hmd, &kb);
-    if (s == STEM_OK) s = stem_tensor_new(k->backend, k_base->dtype, 3, hmd, &vb);
-    if (s == STEM_OK) s = stem_em_bases_tokens(k, v, heads, NULL, em, &kb, &vb);
+    stem_heads_view kv, vv;
+    stem_status s = sa_tensor(ws, k->backend, k_base->dtype, 3, hmd, &kb);
+    if (s == STEM_OK) s = sa_tensor(ws, k->backend, k_base->dtype, 3, hmd, &vb);
+    if (s == STEM_OK) s = stem_heads_view_make(k, STEM_TOKENS_MAJOR, heads, "em: k", &kv);
+    if (s == STEM_OK) s = stem_heads_view_make(v, STEM_TOKENS_MAJOR, heads, "em: v", &vv);
+    if (s == STEM_OK) s = stem_em_bases_view(&kv, &vv, NULL, em, ws, &kb, &vb);
     static const int perm[3] = {1, 0, 2}; /* [H, M, d] -> [M, H, d] = [M, C] */
     if (s == STEM_OK) s = stem_tensor_reshape(k_base, 3, mhd, &kt);
     if (s == STEM_OK) s = stem_tensor_reshape(v_base, 3, mhd, &vt);
@@ -95,12 +105,12 @@ stem_status stem_sa_attend(const stem_tensor *q, const stem_tensor *k_scope, con
 
 /* STEM-SA on one scope: q, k, v, out [1, n, C]. */
 static stem_status stem_scope(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
-                              const stem_em_options *em, stem_tensor *out) {
+                              const stem_em_options *em, const stem_em_workspace *ws, stem_tensor *out) {
     int64_t one_mc[3] = {1, em->bases, q->shape[2]};
     stem_tensor kb = {0}, vb = {0};
-    stem_status s = stem_tensor_new(q->backend, q->dtype, 3, one_mc, &kb);
-    if (s == STEM_OK) s = stem_tensor_new(q->backend, q->dtype, 3, one_mc, &vb);
-    if (s == STEM_OK) s = stem_sa_bases(k, v, heads, em, &kb, &vb);
+    stem_status s = sa_tensor(ws, q->backend, q->dtype, 3, one_mc, &kb);
+    if (s == STEM_OK) s = sa_tensor(ws, q->backend, q->dtype, 3, one_mc, &vb);
+    if (s == STEM_OK) s = stem_sa_bases(k, v, heads, em, ws, &kb, &vb);
     if (s == STEM_OK) s = stem_sa_attend(q, &kb, &vb, heads, out);
     stem_tensor_free(&kb);
     stem_tensor_free(&vb);
@@ -109,6 +119,11 @@ static stem_status stem_scope(const stem_tensor *q, const stem_tensor *k, const 
 
 stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
                                 const stem_sa_options *o, stem_tensor *out) {
+    return stem_self_attention_ws(q, k, v, heads, o, NULL, out);
+}
+
+stem_status stem_self_attention_ws(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
+                                   const stem_sa_options *o, const stem_em_workspace *ws, stem_tensor *out) {
     char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
     const stem_tensor *all[4] = {q, k, v, out};
     static const char *names[4] = {"q", "k", "v", "out"};
@@ -151,7 +166,10 @@ stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, cons
             /* o->em.chunk is the index of the first chunk in q (non-zero when the caller
              * runs the video in slices of whole chunks) */
             em.chunk = o->scope == STEM_SCOPE_CHUNK ? o->em.chunk + (uint32_t)c : 0;
-            STEM_TRY(stem_scope(&qs, &ks, &vs, heads, &em, &os));
+            size_t mark = ws && ws->arena ? stem_arena_mark(ws->arena) : 0;
+            stem_status s = stem_scope(&qs, &ks, &vs, heads, &em, ws, &os);
+            if (ws && ws->arena) stem_arena_reset(ws->arena, mark); /* each chunk's temporaries */
+            if (s != STEM_OK) return s;
         }
     }
     return STEM_OK;

@@ -36,17 +36,22 @@ const char *stem_em_scope_name(stem_em_scope s);
  * (projections already applied, heads not split); out [frames, N, C] (before to_out). */
 stem_status stem_self_attention(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
                                 const stem_sa_options *o, stem_tensor *out);
+/* The same with the EM's workspace (stem/em.h: temporaries from an arena, deferred
+ * non-finite checks; ws->check is shared by every chunk's EM), for callers inside a UNet
+ * evaluation. ws NULL: stem_self_attention. */
+stem_status stem_self_attention_ws(const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int64_t heads,
+                                   const stem_sa_options *o, const stem_em_workspace *ws, stem_tensor *out);
 
 /* The two halves of stem mode, for callers that gather a scope's keys/values in
- * pieces (the layer-major UNet, src/pipeline/invert.c):
+ * pieces (the layer-major UNet, stem/stem_sa.c):
  *   stem_sa_bases   k, v [frames, N, C] (the whole scope) -> the EM bases, token-major
  *                   k_base, v_base [1, M, C] (caller-allocated; em's counter words as
- *                   stem_self_attention sets them);
+ *                   stem_self_attention sets them; ws may be NULL, see stem/em.h);
  *   stem_sa_attend  q [frames, N, C] (any frames) attends to k_scope, v_scope [1, m, C]
  *                   (the bases, or every frame's tokens for inflated): out [frames, N, C].
  * stem_self_attention(stem) on one scope = stem_sa_bases then stem_sa_attend. */
 stem_status stem_sa_bases(const stem_tensor *k, const stem_tensor *v, int64_t heads, const stem_em_options *em,
-                          stem_tensor *k_base, stem_tensor *v_base);
+                          const stem_em_workspace *ws, stem_tensor *k_base, stem_tensor *v_base);
 stem_status stem_sa_attend(const stem_tensor *q, const stem_tensor *k_scope, const stem_tensor *v_scope,
                            int64_t heads, stem_tensor *out);
 
