@@ -6,8 +6,8 @@
 #
 # Builds build-fuzz/ (CC=clang ./configure --enable-fuzzing: ASan + UBSan + libFuzzer coverage)
 # when needed. The corpus of each harness grows in build-fuzz/fuzz/corpus/<harness>/ and is
-# kept between runs; a crash, leak or timeout leaves build-fuzz/fuzz/artifacts/<harness>/ and
-# makes the script exit 1. Reproduce one with: build-fuzz/tests/fuzz/fuzz_<harness> FILE
+# kept between runs; a crash, leak or timeout leaves a file in build-fuzz/fuzz/artifacts/<harness>/
+# and makes the script exit 1 (files from earlier runs are kept and not counted again). Reproduce one with: build-fuzz/tests/fuzz/fuzz_<harness> FILE
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=300 jobs=1
@@ -48,6 +48,7 @@ printf '%-20s %12s %10s %8s %8s %8s  %s\n' harness execs exec/s cov ft corpus re
 for h in "${harnesses[@]}"; do
     corpus=$work/corpus/$h art=$work/artifacts/$h log=$work/$h.log
     mkdir -p "$corpus" "$art"
+    touch "$work/$h.start" # findings are the artifacts newer than this (older ones stay for reproducing)
     # -rss_limit_mb: a parser that allocates what a header claims would show up here
     max_len=65536
     [ "$h" = tokenizer_files ] && max_len=8192 # each input is a whole tokenizer folder: keep it quick to load
@@ -65,7 +66,7 @@ for h in "${harnesses[@]}"; do
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
     ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
     files=$(ls "$corpus" | wc -l)
-    found=$(ls "$art" | wc -l)
+    found=$(find "$art" -type f -newer "$work/$h.start" | wc -l)
     result=ok
     if [ $rc -ne 0 ] || [ "$found" -gt 0 ]; then result="FINDING (rc $rc, $found artifacts in $art; log $log)"; status=1; fi
     printf '%-20s %12s %10s %8s %8s %8s  %s\n' "$h" "$execs" "$rate" "${cov:-?}" "${ft:-?}" "$files" "$result"
