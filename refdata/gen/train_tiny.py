@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Train refdata/models/shapes-sd1: a tiny SD-1-style model on shapes_data.py's videos.
+
+    nice -n 10 train_tiny.py --work /tmp/shapes-train [--out refdata/models/shapes-sd1]
+                             [--vae-minutes 10] [--unet-minutes 30] [--clips 1400]
+
+Run by hand (never in CI), with the pinned reference environment (refdata/gen/requirements.txt;
+diffusers 0.20.2, transformers 4.33.3, torch 2.4.1). Three stages, each resumable from --work:
+
+1. data: --clips training clips of shapes_data.py (split "train"), every frame one sample,
+   cached as uint8 in WORK/frames.npz with one caption per frame.
+2. vae: AutoencoderKL (3 levels: 64x64 pixels -> 16x16x4 latents), MSE + 1e-6 KL, then
+   scaling_factor = 1 / std of the latent means over the training frames (the role 0.18215
+   plays for SD 1.x).
+3. unet: latents of every frame encoded once (the posterior mean) and cached; the UNet and a
+   small CLIPTextModel trained jointly with the standard epsilon objective: t uniform in
+   [0, 1000), noise added by DDPMScheduler with the SD 1.x config (scaled_linear, 0.00085 ..
+   0.012), MSE on epsilon; 10% of the captions replaced by "" (classifier-free guidance).
+   An EMA of the UNet and text-encoder weights (decay 0.999) is what gets saved.
+
+Budgets are wall-clock minutes per stage (the machine this was made on had 2 shared cores);
+the run is deterministic up to the number of steps a budget allows. Writes the diffusers folder
+(StableDiffusionPipeline.save_pretrained layout, f16 safetensors, tokenizer files copied from
+refdata/tokenizer/clip/) and WORK/loss.json + WORK/loss.png.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import diffusers
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shapes_data  # noqa: E402
+
+SEED = 1234
+TEXT_HIDDEN = 32
+
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=1.0,  # set from the data after training
+)
+
+# 16x16 latents: cross-attention (and attn1, where STEM acts) at 16x16 and 8x8 and in the mid
+# block at 4x4
+UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    only_cross_attention=False,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    act_fn="silu",
+    norm_num_groups=8,
+    norm_eps=1e-5,
+    cross_attention_dim=TEXT_HIDDEN,
+    attention_head_dim=4,  # = 4 heads per attention (diffusers' naming quirk): d = 8 and 16
+    dual_cross_attention=False,
+    use_linear_projection=False,
+    upcast_attention=False,
+)
+
+TEXT = dict(
+    vocab_size=49408,
+    hidden_size=TEXT_HIDDEN,
+    intermediate_size=2 * TEXT_HIDDEN,
+    projection_dim=TEXT_HIDDEN,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+    attention_dropout=0.0,
+    dropout=0.0,
+    initializer_range=0.02,
+    initializer_factor=1.0,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
+
+SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    trained_betas=None,
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def to_tensor(frames_u8):
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# ---- data -------------------------------------------------------------------------------
+
+def load_data(work, n_clips):
+    path = os.path.join(work, "frames.npz")
+    if os.path.exists(path):
+        z = np.load(path, allow_pickle=False)
+        if int(z["n_clips"]) == n_clips:
+            return z["frames"], list(z["captions"])
+    t0 = time.time()
+    frames, captions = [], []
+    for i in range(n_clips):
+        c = shapes_data.make_clip("train", i)
+        frames.append(c["frames"])
+        captions += [c["caption"]] * len(c["frames"])
+    frames = np.concatenate(frames)
+    np.savez(path, frames=frames, captions=np.array(captions), n_clips=n_clips)
+    log(f"data: {n_clips} clips, {len(frames)} frames in {time.time() - t0:.0f} s")
+    return frames, captions
+
+
+# ---- VAE --------------------------------------------------------------------------------
+
+def train_vae(frames, minutes, work, curves):
+    path = os.path.join(work, "vae")
+    if os.path.exists(os.path.join(path, "config.json")):
+        log("vae: reusing " + path)
+        return AutoencoderKL.from_pretrained(path)
+    torch.manual_seed(SEED)
+    vae = AutoencoderKL(**VAE)
+    log(f"vae: {sum(p.numel() for p in vae.parameters())} params")
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    gen = np.random.default_rng(SEED)
+    bs, step, t0 = 16, 0, time.time()
+    losses = []
+    while time.time() - t0 < minutes * 60:
+        frac = (time.time() - t0) / (minutes * 60)
+        for g in opt.param_groups:  # warm-up, then cosine to 5%
+            g["lr"] = 1e-3 * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        x = to_tensor(frames[gen.integers(len(frames), size=bs)])
+        post = vae.encode(x).latent_dist
+        z = post.sample()
+        rec = vae.decode(z).sample
+        mse = F.mse_loss(rec, x)
+        loss = mse + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(mse.item())
+        step += 1
+        if step % 100 == 0:
+            m = float(np.mean(losses[-100:]))
+            psnr = 10 * math.log10(4 / m)  # range [-1, 1]: peak-to-peak 2
+            curves["vae"].append((step, time.time() - t0, m))
+            log(f"vae: step {step} mse {m:.5f} (~{psnr:.1f} dB) lr {opt.param_groups[0]['lr']:.2e}")
+    vae.eval()
+    with torch.no_grad():  # scaling factor: unit variance latents
+        mu = torch.cat([vae.encode(to_tensor(frames[i:i + 256])).latent_dist.mean for i in range(0, len(frames), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / mu.std()))
+    vae.save_pretrained(path)
+    log(f"vae: {step} steps in {time.time() - t0:.0f} s; scaling_factor {vae.config.scaling_factor:.5f}")
+    return vae
+
+
+# ---- UNet + text encoder ------------------------------------------------------------------
+
+def cache_latents(vae, frames, work):
+    path = os.path.join(work, "latents.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    with torch.no_grad():
+        mu = torch.cat([vae.encode(to_tensor(frames[i:i + 256])).latent_dist.mean for i in range(0, len(frames), 256)])
+    lat = mu * vae.config.scaling_factor
+    torch.save(lat, path)
+    return lat
+
+
+def train_unet(latents, captions, tokenizer, minutes, work, curves):
+    torch.manual_seed(SEED + 1)
+    unet = UNet2DConditionModel(**UNET)
+    text = CLIPTextModel(CLIPTextConfig(**TEXT))
+    log(f"unet: {sum(p.numel() for p in unet.parameters())} params; text encoder "
+        f"{sum(p.numel() for p in text.parameters())}")
+    ddpm = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k not in ("set_alpha_to_one",)})
+    # every distinct caption tokenised once
+    uniq = sorted(set(captions)) + [""]
+    index = {c: i for i, c in enumerate(uniq)}
+    ids = tokenizer(uniq, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    cap_idx = torch.tensor([index[c] for c in captions])
+    empty = index[""]
+
+    params = list(unet.parameters()) + list(text.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(SEED + 2)
+    bs, step, t0, lr0 = 32, 0, time.time(), 1e-3
+    losses = []
+    while time.time() - t0 < minutes * 60:
+        frac = (time.time() - t0) / (minutes * 60)
+        for g in opt.param_groups:
+            g["lr"] = lr0 * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        b = torch.randint(len(latents), (bs,), generator=gen)
+        x0 = latents[b]
+        ci = cap_idx[b].clone()
+        ci[torch.rand(bs, generator=gen) < 0.1] = empty
+        ctx = text(ids[ci])[0]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (bs,), generator=gen)
+        xt = ddpm.add_noise(x0, noise, t)
+        loss = F.mse_loss(unet(xt, t, ctx).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p.detach(), 1 - decay)
+        losses.append(loss.item())
+        step += 1
+        if step % 100 == 0:
+            m = float(np.mean(losses[-100:]))
+            curves["unet"].append((step, time.time() - t0, m))
+            log(f"unet: step {step} loss {m:.4f} lr {opt.param_groups[0]['lr']:.2e}")
+        if step % 1000 == 0:
+            save_ema(unet, text, params, ema, work)
+    save_ema(unet, text, params, ema, work)
+    log(f"unet: {step} steps in {time.time() - t0:.0f} s")
+    return unet, text
+
+
+def save_ema(unet, text, params, ema, work):
+    """Swap the EMA weights in, save WORK/unet and WORK/text_encoder, swap back."""
+    with torch.no_grad():
+        live = [p.detach().clone() for p in params]
+        for p, e in zip(params, ema):
+            p.copy_(e)
+        unet.save_pretrained(os.path.join(work, "unet"))
+        text.save_pretrained(os.path.join(work, "text_encoder"))
+        for p, l in zip(params, live):
+            p.copy_(l)
+
+
+# ---- output -------------------------------------------------------------------------------
+
+def write_folder(work, out, repo):
+    tok_src = os.path.join(repo, "refdata", "tokenizer", "clip")
+    tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(os.path.join(work, "vae")).half(),
+        text_encoder=CLIPTextModel.from_pretrained(os.path.join(work, "text_encoder")).half(),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(os.path.join(work, "unet")).half(),
+        scheduler=DDIMScheduler(**SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    tok_out = os.path.join(tmp, "tokenizer")
+    shutil.rmtree(tok_out)
+    os.makedirs(tok_out)
+    for f in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(os.path.join(tok_src, f), os.path.join(tok_out, f))
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+    log(f"wrote {out}")
+
+
+def plot_curves(curves, work):
+    with open(os.path.join(work, "loss.json"), "w") as fh:
+        json.dump(curves, fh)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    for a, (k, title) in zip(ax, (("vae", "VAE reconstruction MSE"), ("unet", "UNet epsilon MSE"))):
+        if curves[k]:
+            s, _, m = zip(*curves[k])
+            a.plot(s, m)
+            a.set_yscale("log")
+        a.set_title(title)
+        a.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(os.path.join(work, "loss.png"), dpi=80)
+
+
+def main():
+    diffusers.utils.logging.set_verbosity_error()
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.normpath(os.path.join(here, "..", ".."))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", required=True, help="scratch folder (data cache, checkpoints, loss curves)")
+    ap.add_argument("--out", default=os.path.join(repo, "refdata", "models", "shapes-sd1"))
+    ap.add_argument("--clips", type=int, default=1400)
+    ap.add_argument("--vae-minutes", type=float, default=10)
+    ap.add_argument("--unet-minutes", type=float, default=30)
+    # one thread: on a loaded machine (2 cores, other jobs) two OpenMP threads ran 3-4x slower than one
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.work, exist_ok=True)
+    t0 = time.time()
+    curves_path = os.path.join(args.work, "loss.json")
+    curves = json.load(open(curves_path)) if os.path.exists(curves_path) else {"vae": [], "unet": []}
+
+    frames, captions = load_data(args.work, args.clips)
+    vae = train_vae(frames, args.vae_minutes, args.work, curves)
+    plot_curves(curves, args.work)
+    latents = cache_latents(vae, frames, args.work)
+    tok_src = os.path.join(repo, "refdata", "tokenizer", "clip")
+    tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
+    curves["unet"] = []
+    train_unet(latents, captions, tokenizer, args.unet_minutes, args.work, curves)
+    plot_curves(curves, args.work)
+    write_folder(args.work, args.out, repo)
+    log(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
