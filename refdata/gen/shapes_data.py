@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Synthetic shape videos with captions: the training data of refdata/models/shapes-sd1.
 
-    shapes_data.py --split test --index 0 --out DIR     one clip: DIR/00000.png ... + DIR/caption.txt
+    shapes_data.py --split test --index 0 --out DIR [--caption FILE]   one clip: DIR/00000.png ...
     shapes_data.py --split test --sheet OUT.png         first frames of 32 clips with their captions printed
 
 A clip is 64x64 RGB, 8-16 frames, of one or two shapes (circle, square, triangle, star) in
@@ -222,13 +222,15 @@ def nearest_colour(img, min_pixels=20):
     return min(COLOURS, key=lambda c: hue_distance(mean, COLOURS[c]))
 
 
-def write_clip(clip, out):
+def write_clip(clip, out, caption_file=None):
+    """PNG frames into the folder out (nothing else: stem reads every file there as a frame)."""
     from PIL import Image
     os.makedirs(out, exist_ok=True)
     for t, f in enumerate(clip["frames"]):
         Image.fromarray(f).save(os.path.join(out, f"{t:05d}.png"), optimize=True)
-    with open(os.path.join(out, "caption.txt"), "w") as fh:
-        fh.write(clip["caption"] + "\n")
+    if caption_file:
+        with open(caption_file, "w") as fh:
+            fh.write(clip["caption"] + "\n")
 
 
 def main():
@@ -236,7 +238,8 @@ def main():
     ap.add_argument("--split", default="test", choices=sorted(SPLITS))
     ap.add_argument("--index", type=int, default=0)
     ap.add_argument("--frames", type=int, default=0, help="keep only the first N frames (0: all)")
-    ap.add_argument("--out", help="folder for one clip's PNG frames and caption.txt")
+    ap.add_argument("--out", help="folder for one clip's PNG frames")
+    ap.add_argument("--caption", help="file for its caption (one line)")
     ap.add_argument("--sheet", help="PNG with the first frame of 32 clips (captions are printed)")
     args = ap.parse_args()
     if args.sheet:
@@ -252,7 +255,7 @@ def main():
         c = make_clip(args.split, args.index)
         if args.frames:
             c["frames"] = c["frames"][:args.frames]
-        write_clip(c, args.out)
+        write_clip(c, args.out, args.caption)
         print(f"{args.out}: {len(c['frames'])} frames: {c['caption']}")
     else:
         sys.exit("shapes_data.py: give --out DIR or --sheet FILE")

@@ -150,7 +150,13 @@ def load_data(work, n_clips):
 
 # ---- VAE --------------------------------------------------------------------------------
 
+def lr_at(lr0, step, warmup, frac):
+    """Linear warm-up, then cosine from lr0 to 5% of it over the budget (frac in [0, 1])."""
+    return lr0 * min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
 def train_vae(frames, minutes, work, curves):
+    """Encoder and decoder from scratch: MSE on a posterior sample + 1e-6 KL. Saves WORK/vae."""
     path = os.path.join(work, "vae")
     if os.path.exists(os.path.join(path, "config.json")):
         log("vae: reusing " + path)
@@ -160,17 +166,13 @@ def train_vae(frames, minutes, work, curves):
     log(f"vae: {sum(p.numel() for p in vae.parameters())} params")
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     gen = np.random.default_rng(SEED)
-    bs, step, t0 = 16, 0, time.time()
-    losses = []
+    bs, step, t0, losses = 16, 0, time.time(), []
     while time.time() - t0 < minutes * 60:
-        frac = (time.time() - t0) / (minutes * 60)
-        for g in opt.param_groups:  # warm-up, then cosine to 5%
-            g["lr"] = 1e-3 * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(1e-3, step, 100, (time.time() - t0) / (minutes * 60))
         x = to_tensor(frames[gen.integers(len(frames), size=bs)])
         post = vae.encode(x).latent_dist
-        z = post.sample()
-        rec = vae.decode(z).sample
-        mse = F.mse_loss(rec, x)
+        mse = F.mse_loss(vae.decode(post.sample()).sample, x)
         loss = mse + 1e-6 * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,9 +181,8 @@ def train_vae(frames, minutes, work, curves):
         step += 1
         if step % 100 == 0:
             m = float(np.mean(losses[-100:]))
-            psnr = 10 * math.log10(4 / m)  # range [-1, 1]: peak-to-peak 2
             curves["vae"].append((step, time.time() - t0, m))
-            log(f"vae: step {step} mse {m:.5f} (~{psnr:.1f} dB) lr {opt.param_groups[0]['lr']:.2e}")
+            log(f"vae: step {step} mse {m:.5f} (~{10 * math.log10(4 / m):.1f} dB) lr {opt.param_groups[0]['lr']:.2e}")
     vae.eval()
     with torch.no_grad():  # scaling factor: unit variance latents
         mu = torch.cat([vae.encode(to_tensor(frames[i:i + 256])).latent_dist.mean for i in range(0, len(frames), 256)])
@@ -189,6 +190,39 @@ def train_vae(frames, minutes, work, curves):
     vae.save_pretrained(path)
     log(f"vae: {step} steps in {time.time() - t0:.0f} s; scaling_factor {vae.config.scaling_factor:.5f}")
     return vae
+
+
+def train_decoder(frames, minutes, work, curves):
+    """WORK/vae's decoder (post_quant_conv + decoder) trained on for `minutes` on the posterior
+    mean, the encoder frozen: the latents, and so the UNet stage, do not change, so this stage
+    can run in parallel with the UNet's. Saves WORK/vae-decoder (the folder write uses it)."""
+    vae = AutoencoderKL.from_pretrained(os.path.join(work, "vae"))
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
+    gen = np.random.default_rng(SEED + 3)
+    step0 = curves["vae"][-1][0] if curves["vae"] else 0
+    bs, step, t0, losses = 16, 0, time.time(), []
+    while time.time() - t0 < minutes * 60:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(3e-4, step, 50, (time.time() - t0) / (minutes * 60))
+        x = to_tensor(frames[gen.integers(len(frames), size=bs)])
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+        mse = F.mse_loss(vae.decode(z).sample, x)
+        opt.zero_grad(set_to_none=True)
+        mse.backward()
+        opt.step()
+        losses.append(mse.item())
+        step += 1
+        if step % 100 == 0:
+            m = float(np.mean(losses[-100:]))
+            curves["decoder"].append((step0 + step, time.time() - t0, m))
+            log(f"decoder: step {step} mse {m:.5f} (~{10 * math.log10(4 / m):.1f} dB)")
+    vae.eval()
+    vae.save_pretrained(os.path.join(work, "vae-decoder"))
+    log(f"decoder: {step} steps in {time.time() - t0:.0f} s")
 
 
 # ---- UNet + text encoder ------------------------------------------------------------------
@@ -204,10 +238,20 @@ def cache_latents(vae, frames, work):
     return lat
 
 
-def train_unet(latents, captions, tokenizer, minutes, work, curves):
-    torch.manual_seed(SEED + 1)
-    unet = UNet2DConditionModel(**UNET)
-    text = CLIPTextModel(CLIPTextConfig(**TEXT))
+def train_unet(latents, captions, tokenizer, minutes, work, curves, resume=False):
+    """UNet + text encoder from scratch (or, with resume, from WORK/unet + WORK/text_encoder, the
+    saved EMA weights, at a lower learning rate). Saves the EMA weights every 500 steps and at the end."""
+    if resume:
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(work, "unet"))
+        text = CLIPTextModel.from_pretrained(os.path.join(work, "text_encoder"))
+        lr0, warmup = 3e-4, 50
+    else:
+        torch.manual_seed(SEED + 1)
+        unet = UNet2DConditionModel(**UNET)
+        text = CLIPTextModel(CLIPTextConfig(**TEXT))
+        lr0, warmup = 1e-3, 200
+    unet.train()
+    text.train()
     log(f"unet: {sum(p.numel() for p in unet.parameters())} params; text encoder "
         f"{sum(p.numel() for p in text.parameters())}")
     ddpm = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k not in ("set_alpha_to_one",)})
@@ -220,18 +264,17 @@ def train_unet(latents, captions, tokenizer, minutes, work, curves):
 
     params = list(unet.parameters()) + list(text.parameters())
     ema = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
-    gen = torch.Generator().manual_seed(SEED + 2)
-    bs, step, t0, lr0 = 32, 0, time.time(), 1e-3
-    losses = []
+    opt = torch.optim.AdamW(params, lr=lr0, weight_decay=1e-2)
+    step0 = curves["unet"][-1][0] if curves["unet"] else 0
+    gen = torch.Generator().manual_seed(SEED + 2 + step0)
+    bs, step, t0, losses = 32, 0, time.time(), []
     while time.time() - t0 < minutes * 60:
-        frac = (time.time() - t0) / (minutes * 60)
         for g in opt.param_groups:
-            g["lr"] = lr0 * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            g["lr"] = lr_at(lr0, step, warmup, (time.time() - t0) / (minutes * 60))
         b = torch.randint(len(latents), (bs,), generator=gen)
         x0 = latents[b]
         ci = cap_idx[b].clone()
-        ci[torch.rand(bs, generator=gen) < 0.1] = empty
+        ci[torch.rand(bs, generator=gen) < 0.1] = empty  # ~10% unconditional (classifier-free guidance)
         ctx = text(ids[ci])[0]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (bs,), generator=gen)
@@ -249,13 +292,13 @@ def train_unet(latents, captions, tokenizer, minutes, work, curves):
         step += 1
         if step % 100 == 0:
             m = float(np.mean(losses[-100:]))
-            curves["unet"].append((step, time.time() - t0, m))
-            log(f"unet: step {step} loss {m:.4f} lr {opt.param_groups[0]['lr']:.2e}")
-        if step % 1000 == 0:
+            curves["unet"].append((step0 + step, time.time() - t0, m))
+            log(f"unet: step {step0 + step} loss {m:.4f} lr {opt.param_groups[0]['lr']:.2e}")
+        if step % 500 == 0:
             save_ema(unet, text, params, ema, work)
+            plot_curves(curves, work)
     save_ema(unet, text, params, ema, work)
     log(f"unet: {step} steps in {time.time() - t0:.0f} s")
-    return unet, text
 
 
 def save_ema(unet, text, params, ema, work):
@@ -275,8 +318,12 @@ def save_ema(unet, text, params, ema, work):
 def write_folder(work, out, repo):
     tok_src = os.path.join(repo, "refdata", "tokenizer", "clip")
     tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
+    vae_dir = os.path.join(work, "vae-decoder")
+    if not os.path.exists(os.path.join(vae_dir, "config.json")):
+        vae_dir = os.path.join(work, "vae")
+    log(f"vae from {vae_dir}")
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(os.path.join(work, "vae")).half(),
+        vae=AutoencoderKL.from_pretrained(vae_dir).half(),
         text_encoder=CLIPTextModel.from_pretrained(os.path.join(work, "text_encoder")).half(),
         tokenizer=tokenizer,
         unet=UNet2DConditionModel.from_pretrained(os.path.join(work, "unet")).half(),
@@ -308,12 +355,18 @@ def plot_curves(curves, work):
     except ImportError:
         return
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    for a, (k, title) in zip(ax, (("vae", "VAE reconstruction MSE"), ("unet", "UNet epsilon MSE"))):
-        if curves[k]:
+    for k, label in (("vae", "VAE"), ("decoder", "decoder on")):
+        if curves.get(k):
             s, _, m = zip(*curves[k])
-            a.plot(s, m)
-            a.set_yscale("log")
-        a.set_title(title)
+            ax[0].plot(s, m, label=label)
+    ax[0].legend()
+    ax[0].set_title("VAE reconstruction MSE ([-1, 1] range)")
+    if curves.get("unet"):
+        s, _, m = zip(*curves["unet"])
+        ax[1].plot(s, m)
+    ax[1].set_title("UNet epsilon MSE")
+    for a in ax:
+        a.set_yscale("log")
         a.set_xlabel("step")
     fig.tight_layout()
     fig.savefig(os.path.join(work, "loss.png"), dpi=80)
@@ -326,8 +379,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, help="scratch folder (data cache, checkpoints, loss curves)")
     ap.add_argument("--out", default=os.path.join(repo, "refdata", "models", "shapes-sd1"))
+    ap.add_argument("--stage", default="all", choices=("all", "vae", "decoder", "unet", "unet-more", "write"))
     ap.add_argument("--clips", type=int, default=1400)
     ap.add_argument("--vae-minutes", type=float, default=10)
+    ap.add_argument("--decoder-minutes", type=float, default=0, help="with --stage all: 0 skips the stage")
     ap.add_argument("--unet-minutes", type=float, default=30)
     # one thread: on a loaded machine (2 cores, other jobs) two OpenMP threads ran 3-4x slower than one
     ap.add_argument("--threads", type=int, default=1)
@@ -335,19 +390,36 @@ def main():
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
     t0 = time.time()
+    # each stage keeps its own curve file, so that stages can run in parallel processes
     curves_path = os.path.join(args.work, "loss.json")
-    curves = json.load(open(curves_path)) if os.path.exists(curves_path) else {"vae": [], "unet": []}
+    curves = {"vae": [], "decoder": [], "unet": []}
+    if os.path.exists(curves_path):
+        curves.update(json.load(open(curves_path)))
 
     frames, captions = load_data(args.work, args.clips)
-    vae = train_vae(frames, args.vae_minutes, args.work, curves)
-    plot_curves(curves, args.work)
-    latents = cache_latents(vae, frames, args.work)
-    tok_src = os.path.join(repo, "refdata", "tokenizer", "clip")
-    tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
-    curves["unet"] = []
-    train_unet(latents, captions, tokenizer, args.unet_minutes, args.work, curves)
-    plot_curves(curves, args.work)
-    write_folder(args.work, args.out, repo)
+    if args.stage in ("all", "vae"):
+        train_vae(frames, args.vae_minutes, args.work, curves)
+        plot_curves(curves, args.work)
+    if args.stage == "decoder" or (args.stage == "all" and args.decoder_minutes > 0):
+        curves["decoder"] = []
+        train_decoder(frames, args.decoder_minutes, args.work, curves)
+        dpath = os.path.join(args.work, "loss-decoder.json")
+        json.dump(curves["decoder"], open(dpath, "w"))
+    if args.stage in ("all", "unet", "unet-more"):
+        vae = AutoencoderKL.from_pretrained(os.path.join(args.work, "vae"))
+        latents = cache_latents(vae, frames, args.work)
+        tok_src = os.path.join(repo, "refdata", "tokenizer", "clip")
+        tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
+        if args.stage != "unet-more":
+            curves["unet"] = []
+        train_unet(latents, captions, tokenizer, args.unet_minutes, args.work, curves, resume=args.stage == "unet-more")
+        plot_curves(curves, args.work)
+    if args.stage in ("all", "write"):
+        dpath = os.path.join(args.work, "loss-decoder.json")
+        if os.path.exists(dpath):
+            curves["decoder"] = json.load(open(dpath))
+        plot_curves(curves, args.work)
+        write_folder(args.work, args.out, repo)
     log(f"total {time.time() - t0:.0f} s")
 
 
