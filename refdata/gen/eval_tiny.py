@@ -162,9 +162,10 @@ def main():
     m = Model(args.model)
     res = {"model": args.model}
 
-    res["vae_psnr_db"], per_clip = vae_psnr(m, args.clips)
-    res["vae_psnr_min_clip_db"] = min(per_clip)
-    print(f"VAE round trip: {res['vae_psnr_db']:.2f} dB (worst clip {min(per_clip):.2f}) over {args.clips} clips")
+    if args.clips:
+        res["vae_psnr_db"], per_clip = vae_psnr(m, args.clips)
+        res["vae_psnr_min_clip_db"] = min(per_clip)
+        print(f"VAE round trip: {res['vae_psnr_db']:.2f} dB (worst clip {min(per_clip):.2f}) over {args.clips} clips")
 
     prompts = pair_prompts(args.pairs)
     imgs = sample(m, [p for p, _ in prompts], args.guidance, args.steps, seed=5)
@@ -186,13 +187,14 @@ def main():
     Image.fromarray(np.concatenate(rows, axis=0)).save(os.path.join(args.out, "samples.png"))
 
     inv = []
-    for i in range(args.inversions):
+    for i in range(args.inversions):  # 0: skipped
         c = sd.make_clip("test", i)
         f = c["frames"][:8]
         inv.append(psnr_u8(invert_reconstruct(m, f, c["caption"], args.steps), f))
     res["inversion_frame_psnr_db"] = inv
-    print(f"DDIM inversion + reconstruction ({args.steps} steps, frame attention, diffusers): "
-          + ", ".join(f"{v:.2f}" for v in inv) + f" dB (mean {np.mean(inv):.2f})")
+    if inv:
+        print(f"DDIM inversion + reconstruction ({args.steps} steps, frame attention, diffusers): "
+              + ", ".join(f"{v:.2f}" for v in inv) + f" dB (mean {np.mean(inv):.2f})")
     with open(os.path.join(args.out, "eval.json"), "w") as fh:
         json.dump(res, fh, indent=1)
 

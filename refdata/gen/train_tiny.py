@@ -346,30 +346,36 @@ def write_folder(work, out, repo):
 
 
 def plot_curves(curves, work):
+    """WORK/loss.json, and WORK/loss.png drawn with PIL (no matplotlib in the pinned env): left the
+    VAE's reconstruction MSE (blue: VAE, orange: decoder fine-tune), right the UNet's epsilon MSE;
+    log-scale y, each panel labelled with its range."""
     with open(os.path.join(work, "loss.json"), "w") as fh:
         json.dump(curves, fh)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    for k, label in (("vae", "VAE"), ("decoder", "decoder on")):
-        if curves.get(k):
-            s, _, m = zip(*curves[k])
-            ax[0].plot(s, m, label=label)
-    ax[0].legend()
-    ax[0].set_title("VAE reconstruction MSE ([-1, 1] range)")
-    if curves.get("unet"):
-        s, _, m = zip(*curves["unet"])
-        ax[1].plot(s, m)
-    ax[1].set_title("UNet epsilon MSE")
-    for a in ax:
-        a.set_yscale("log")
-        a.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(os.path.join(work, "loss.png"), dpi=80)
+    from PIL import Image, ImageDraw
+    W, H, pad = 360, 240, 36
+    img = Image.new("RGB", (2 * W, H), "white")
+    d = ImageDraw.Draw(img)
+    panels = ((0, "VAE reconstruction MSE", (("vae", (31, 119, 180)), ("decoder", (255, 127, 14)))),
+              (1, "UNet epsilon MSE", (("unet", (31, 119, 180)),)))
+    for i, title, series in panels:
+        pts = [p for k, _ in series for p in curves.get(k, [])]
+        x0 = i * W
+        d.rectangle([x0 + pad, pad, x0 + W - 10, H - pad], outline="black")
+        d.text((x0 + pad, 8), title, fill="black")
+        if not pts:
+            continue
+        smax = max(p[0] for p in pts)
+        lo, hi = math.log10(min(p[2] for p in pts)), math.log10(max(p[2] for p in pts))
+        hi = hi if hi > lo else lo + 1
+        for k, colour in series:
+            xy = [(x0 + pad + (W - 10 - pad) * p[0] / smax, pad + (H - 2 * pad) * (hi - math.log10(p[2])) / (hi - lo))
+                  for p in curves.get(k, [])]
+            if len(xy) > 1:
+                d.line(xy, fill=colour, width=2)
+        d.text((x0 + 2, pad - 4), f"{10 ** hi:.3g}", fill="black")
+        d.text((x0 + 2, H - pad - 8), f"{10 ** lo:.3g}", fill="black")
+        d.text((x0 + W - 70, H - pad + 6), f"step {smax}", fill="black")
+    img.save(os.path.join(work, "loss.png"))
 
 
 def main():
