@@ -1,27 +1,35 @@
 #!/usr/bin/env python3
 """Train refdata/models/shapes-sd1: a tiny SD-1-style model on shapes_data.py's videos.
 
-    nice -n 10 train_tiny.py --work /tmp/shapes-train [--out refdata/models/shapes-sd1]
-                             [--vae-minutes 10] [--unet-minutes 30] [--clips 1400]
+    W=/tmp/shapes-train                      # scratch: data cache, checkpoints, loss curves
+    nice -n 10 train_tiny.py --work $W --vae-minutes 10 --unet-minutes 30     # data, vae, unet, write
+    nice -n 10 train_tiny.py --work $W --stage decoder --decoder-minutes 25   # in parallel, once WORK/vae exists
+    nice -n 10 train_tiny.py --work $W --stage write [--out DIR]              # the folder, with the tuned decoder
+    nice -n 10 train_tiny.py --work $W --stage unet-more --unet-minutes N     # optional: more UNet steps
 
 Run by hand (never in CI), with the pinned reference environment (refdata/gen/requirements.txt;
-diffusers 0.20.2, transformers 4.33.3, torch 2.4.1). Three stages, each resumable from --work:
+diffusers 0.20.2, transformers 4.33.3, torch 2.4.1). Stages (--stage; "all" = data, vae, unet,
+write, and decoder between vae and unet when --decoder-minutes > 0):
 
 1. data: --clips training clips of shapes_data.py (split "train"), every frame one sample,
    cached as uint8 in WORK/frames.npz with one caption per frame.
 2. vae: AutoencoderKL (3 levels: 64x64 pixels -> 16x16x4 latents), MSE + 1e-6 KL, then
    scaling_factor = 1 / std of the latent means over the training frames (the role 0.18215
-   plays for SD 1.x).
-3. unet: latents of every frame encoded once (the posterior mean) and cached; the UNet and a
+   plays for SD 1.x). Saved to WORK/vae.
+3a. decoder: WORK/vae's decoder trained on with the encoder frozen (WORK/vae-decoder); the
+   latents do not change, so it can run beside 3b.
+3b. unet: latents of every frame encoded once (the posterior mean) and cached; the UNet and a
    small CLIPTextModel trained jointly with the standard epsilon objective: t uniform in
    [0, 1000), noise added by DDPMScheduler with the SD 1.x config (scaled_linear, 0.00085 ..
    0.012), MSE on epsilon; 10% of the captions replaced by "" (classifier-free guidance).
-   An EMA of the UNet and text-encoder weights (decay 0.999) is what gets saved.
+   An EMA of the UNet and text-encoder weights (decay 0.999) is what gets saved. unet-more
+   continues from the saved EMA weights at a lower learning rate.
+4. write: the diffusers folder (StableDiffusionPipeline.save_pretrained layout, f16
+   safetensors, tokenizer files copied from refdata/tokenizer/clip/), VAE from WORK/vae-decoder
+   when it exists; WORK/loss.json + WORK/loss.png.
 
 Budgets are wall-clock minutes per stage (the machine this was made on had 2 shared cores);
-the run is deterministic up to the number of steps a budget allows. Writes the diffusers folder
-(StableDiffusionPipeline.save_pretrained layout, f16 safetensors, tokenizer files copied from
-refdata/tokenizer/clip/) and WORK/loss.json + WORK/loss.png.
+the run is deterministic up to the number of steps a budget allows.
 """
 
 import argparse
