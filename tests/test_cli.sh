@@ -111,7 +111,7 @@ if "$STEM" invert --steps 2 --bases 8 --em-scope chunk --batch-size 2 --mem-limi
 else
     bad "invert --mem-limit slicing: $(cat "$tmp/sliced.log")"
 fi
-if "$STEM" invert --steps 2 --bases 8 --mem-limit 3M --out "$tmp/layer" 2>"$tmp/layer.log" >/dev/null &&
+if "$STEM" invert --steps 2 --bases 8 --mem-limit 5M --out "$tmp/layer" 2>"$tmp/layer.log" >/dev/null &&
     grep -q "layer-major UNet" "$tmp/layer.log" && grep -q '"layer_major_unet": *true' "$tmp/layer/manifest.json"; then
     ok "invert: --mem-limit runs video scope layer-major"
 else

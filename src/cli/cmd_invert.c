@@ -338,7 +338,7 @@ int cmd_invert(int argc, char **argv) {
     if ((s = probe_frames(&a, &req, &expected_frames)) != STEM_OK) goto fail;
     if (!a.quiet)
         fprintf(stderr, "stem invert: model %s%s on %s\n", a.model,
-                a.model_is_default ? " (bundled tiny model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
+                a.model_is_default ? " (bundled tiny shapes model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
                 be->ops->describe(be));
     if ((s = stem_pipeline_load(a.model, be, a.dtype, &p)) != STEM_OK) goto fail;
     have_pipeline = true;
@@ -488,8 +488,8 @@ int cmd_invert(int argc, char **argv) {
     printf("wrote %s (manifest.json, latents/, frames/, sheet.png%s) in %.1f s\n", a.out, out.video ? ", recon.mp4" : "",
            stem_now_seconds() - res.t_start);
     if (a.model_is_default)
-        printf("this was the bundled tiny model (random weights): for real edits, download Stable Diffusion 1.5 "
-               "or 2.1-base as a diffusers folder and pass --model DIR (or set STEM_MODEL)\n");
+        printf("this was the bundled tiny model (trained on 64x64 synthetic shapes only): for real videos, download "
+               "Stable Diffusion 1.5 or 2.1-base as a diffusers folder and pass --model DIR (or set STEM_MODEL)\n");
     rc = 0;
     goto done;
 fail:

@@ -16,8 +16,9 @@ static void usage(FILE *out) {
             "\n"
             "Inverts a video with STEM (every self-attention reads EM bases estimated over the whole\n"
             "video), reconstructs it by DDIM sampling, and reports how close the reconstruction is.\n"
-            "With no --model/--frames it runs the bundled tiny model on the bundled synthetic clip\n"
-            "(a real inversion, in seconds); for Stable Diffusion pass a diffusers folder, e.g.\n"
+            "With no --model/--frames it runs the bundled tiny trained model (refdata/models/shapes-sd1)\n"
+            "on a bundled held-out clip of its synthetic shapes (in about a minute on 2 cores); for\n"
+            "Stable Diffusion pass a diffusers folder, e.g.\n"
             "--model ~/models/stable-diffusion-v1-5 (or set STEM_MODEL, or STEM_MODEL_SD15 /\n"
             "STEM_MODEL_SD21 for configs naming sd_version 1.5 / 2.1).\n"
             "\n"
@@ -265,12 +266,12 @@ int invert_parse_args(int argc, char **argv, invert_args *a) {
         if (rc) return rc;
     }
     if (!a->model) {
-        snprintf(a->model_buf, sizeof a->model_buf, "%s/models/tiny-sd1", refdata_dir());
+        snprintf(a->model_buf, sizeof a->model_buf, "%s/models/shapes-sd1", refdata_dir());
         a->model = a->model_buf;
         a->model_is_default = true;
     }
     if (!a->frames) {
-        snprintf(a->frames_buf, sizeof a->frames_buf, "%s/clips/synthetic", refdata_dir());
+        snprintf(a->frames_buf, sizeof a->frames_buf, "%s/clips/shapes", refdata_dir());
         a->frames = a->frames_buf;
         a->frames_is_default = true;
     }
@@ -280,7 +281,8 @@ int invert_parse_args(int argc, char **argv, invert_args *a) {
                             "(e.g. --prompt \"A man is playing tennis.\")\n");
             return 2;
         }
-        a->prompt = "a blue square and a yellow circle moving over a colour gradient";
+        /* the caption of the bundled clip (refdata/clips/shapes.txt) */
+        a->prompt = "a green circle moving right and a red square moving right on a yellow background";
     }
     if (stem_em_options_check(&a->inv.sa.em) != STEM_OK) {
         fprintf(stderr, "stem invert: %s\n", stem_last_error());
