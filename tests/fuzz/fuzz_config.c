@@ -5,7 +5,7 @@
 
 #include "fuzz_util.h"
 #include "models/clip_text.h"
-#include "models/config.h"
+#include "models/model_config.h"
 #include "models/sd_model.h"
 #include "models/unet.h"
 #include "models/vae.h"
