@@ -88,7 +88,8 @@ def write_safetensors(path, tensors, metadata):
     (safetensors' own writer orders metadata by hash, so every run would differ), the
     header padded with spaces to a multiple of 8 bytes. Read back by the official
     loader below."""
-    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8"}
+    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int32): "I32",
+              np.dtype(np.uint8): "U8"}
     header = {"__metadata__": dict(sorted(metadata.items()))}
     blobs, off = [], 0
     for name in sorted(tensors):
