@@ -259,6 +259,15 @@ static stem_status cpu_em_block(stem_backend *be, const stem_em_block_params *p)
     return STEM_OK;
 }
 
+static stem_status cpu_freeu_filter(stem_backend *be, const stem_freeu_filter_params *p) {
+    REQUIRE_F32(p->dtype, "freeu_filter");
+    scratch s;
+    STEM_TRY(scratch_take(stem_cpu_freeu_filter_scratch(p), "freeu_filter", &s));
+    stem_cpu_freeu_filter_f32(p, s.ptr);
+    scratch_give(&s);
+    return STEM_OK;
+}
+
 static bool float_type(stem_dtype dt) { return dt == STEM_F32 || dt == STEM_F16 || dt == STEM_BF16; }
 
 static stem_status cpu_convert(stem_backend *be, const stem_convert_params *p) {
@@ -322,6 +331,7 @@ static const stem_backend_ops cpu_ops = {
     .mean_std = cpu_mean_std,
     .philox_normal = cpu_philox,
     .convert = cpu_convert,
+    .freeu_filter = cpu_freeu_filter,
     .describe = cpu_describe,
     .destroy = cpu_destroy,
     .em_block = cpu_em_block,

@@ -62,6 +62,11 @@ void stem_cpu_mean_std_f32(const stem_mean_std_params *p);
 /* philox.c */
 void stem_cpu_philox_normal_f32(const stem_philox_params *p);
 
+/* freeu.c: FreeU's Fourier filter in closed form, O(h*w) per plane; scratch holds the
+ * cos/sin tables. */
+size_t stem_cpu_freeu_filter_scratch(const stem_freeu_filter_params *p);
+void stem_cpu_freeu_filter_f32(const stem_freeu_filter_params *p, void *scratch);
+
 /* Element-type conversion (f32/f16/bf16) in parallel chunks; lives in layout.c. */
 void stem_cpu_convert(const stem_convert_params *p);
 

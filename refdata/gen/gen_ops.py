@@ -39,6 +39,8 @@ Tolerances (per case; the rationale, with u = 2^-24 the float32 unit roundoff):
     for values within a factor 2, so the row spread is used instead).
   - timestep_embedding: the argument t*freq is formed in f32 (|t| up to 999), so its
     error is a few ulp of t*freq: atol = 1e-5 + 4u*max|t|, rtol 0.
+  - freeu_filter: sums over the h*w elements of a plane (the dot-product law above),
+    atol raised by 8u*|offset|*sqrt(h*w) for inputs with a large common offset.
   - philox_normal: float64 Box-Muller rounded to float32; libm/CUDA/numpy
     transcendental functions may differ by an ulp in double, which can flip at most one
     float32 ulp: rtol = atol = 1e-6.
@@ -86,7 +88,8 @@ def write_safetensors(path, tensors, metadata):
     (safetensors' own writer orders metadata by hash, so every run would differ), the
     header padded with spaces to a multiple of 8 bytes. Read back by the official
     loader below."""
-    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8"}
+    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int32): "I32",
+              np.dtype(np.uint8): "U8"}
     header = {"__metadata__": dict(sorted(metadata.items()))}
     blobs, off = [], 0
     for name in sorted(tensors):
@@ -866,10 +869,58 @@ def gen_philox(g):
     case("flat_4097_seed0", (4097,), 0)
 
 
+# ---------------------------------------------------------------------------------
+# FreeU
+
+
+def fourier_filter(x, threshold, scale):
+    """FreeU's Fourier_filter as the original STEM/TokenFlow code has it (free_u/
+    free_lunch_utils.py, the same as diffusers' later fourier_filter): fftn over the last
+    two axes, fftshift, the centre [h//2 - threshold : h//2 + threshold] x [the same for w]
+    times `scale`, ifftshift, ifftn, real part. The original first casts x to float32; here
+    the caller's dtype is kept (float64 for the reference, float32 for the check)."""
+    x_freq = torch.fft.fftshift(torch.fft.fftn(x, dim=(-2, -1)), dim=(-2, -1))
+    B, C, H, W = x_freq.shape
+    mask = torch.ones((B, C, H, W), dtype=x.dtype)
+    crow, ccol = H // 2, W // 2
+    mask[..., crow - threshold:crow + threshold, ccol - threshold:ccol + threshold] = scale
+    x_freq = torch.fft.ifftshift(x_freq * mask, dim=(-2, -1))
+    return torch.fft.ifftn(x_freq, dim=(-2, -1)).real
+
+
+def gen_freeu_filter(g):
+    src = "FreeU's Fourier_filter(x, threshold=1, scale=s) (the original's free_lunch_utils) with torch.fft in float64"
+
+    def case(name, shape, s, offset=0.0):
+        rng = g.rng("freeu_filter", name)
+        x = randn(rng, *shape, offset=offset)
+        h, w = shape[-2:]
+
+        def fn(t, dt):
+            return {"y": fourier_filter(t["x"], 1, s)}
+        # sums over the h*w elements of a plane: the dot-product law, plus the offset's share
+        rtol, atol = tol_dot(h * w)
+        tol = (rtol, atol + 8 * U * abs(offset) * math.sqrt(h * w))
+        g.emit("freeu_filter", name, {"x": x}, fn, {"s": fmt(s)}, tol, src)
+
+    case("odd_7x9_s0.9", (2, 3, 7, 9), 0.9)
+    case("even_8x8_s0.2", (1, 4, 8, 8), 0.2)
+    case("sd_level_64x64_s0.9", (1, 2, 64, 64), 0.9)
+    case("mixed_5x4_s0.2", (2, 2, 5, 4), 0.2)
+    case("odd_9x7_s0", (1, 2, 9, 7), 0.0)
+    case("s1_identity_6x5", (1, 2, 6, 5), 1.0)
+    case("s1.5_4x6", (1, 3, 4, 6), 1.5)
+    case("two_2x2_s0.5", (2, 3, 2, 2), 0.5)   # {0, -1} covers every frequency: y = s x
+    case("one_1x1_s0.9", (2, 5, 1, 1), 0.9)   # -1 = 0: the one coefficient, once
+    case("row_1x6_s0.2", (1, 3, 1, 6), 0.2)
+    case("col_7x1_s0.2", (1, 3, 7, 1), 0.2)
+    case("offset3_16x12_s0.9", (2, 4, 16, 12), 0.9, offset=3.0)
+
+
 GENERATORS = [gen_matmul, gen_linear, gen_conv2d, gen_group_norm, gen_layer_norm, gen_softmax,
               gen_activations, gen_geglu, gen_binary, gen_scale, gen_upsample, gen_concat, gen_slice,
               gen_permute, gen_timestep, gen_attention, gen_mha, gen_gather_rows, gen_argmax_cos,
-              gen_mean_std, gen_philox]
+              gen_mean_std, gen_philox, gen_freeu_filter]
 
 
 def main():

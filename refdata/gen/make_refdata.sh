@@ -39,6 +39,8 @@ echo "== gen_tokenizer.py -> refdata/tokenizer, $golden/tokenizer (the real CLIP
 "$py" "$gen_dir/gen_tokenizer.py" --repo "$repo"
 echo "== gen_models.py -> refdata/models/tiny-sd1, tiny-sd2"
 "$py" "$gen_dir/gen_models.py" --repo "$repo"
+echo "== gen_freeu_model.py -> refdata/models/tiny-freeu (SD 1.5's module tree, 20x narrower)"
+"$py" "$gen_dir/gen_freeu_model.py" --repo "$repo"
 echo "== gen_clip.py -> refdata/clips/synthetic"
 "$py" "$gen_dir/gen_clip.py" --out "$repo/refdata/clips/synthetic"
 echo "== gen_io.py -> $golden/io"
@@ -70,6 +72,17 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 "$py" "$gen_dir/gen_invert.py" --repo "$repo" --out "$tmp"
 rm -rf "$golden/invert"
 mv "$tmp" "$golden/invert"
+trap - EXIT INT TERM
+
+# TokenFlow editing (gen_edit.py, edit_ref.py): needs the three tiny models and the clip.
+echo "== gen_edit.py -> $golden/edit"
+tmp="$golden/edit.tmp.$$"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT INT TERM
+"$py" "$gen_dir/gen_edit.py" --repo "$repo" --out "$tmp"
+rm -rf "$golden/edit"
+mv "$tmp" "$golden/edit"
 trap - EXIT INT TERM
 
 echo "== done: $(find "$golden/ops" -name "*.safetensors" | wc -l) op golden files, $(du -sh "$golden/ops" | cut -f1)"

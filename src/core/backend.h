@@ -221,6 +221,18 @@ typedef struct stem_philox_params {
     void *y;
 } stem_philox_params;
 
+/* FreeU's Fourier filter on each of `planes` planes x[h, w] (doc/algorithm.md §7):
+ * y = x - (1 - s) * Re(sum of the DFT components at (k_y, k_x) in {0, -1} x {0, -1}),
+ * i.e. the four lowest frequencies scaled by s (for n = 1, -1 and 0 are one frequency).
+ * O(h*w) per plane; kernels/cpu/freeu.c derives the closed form. y may equal x. */
+typedef struct stem_freeu_filter_params {
+    stem_dtype dtype;
+    int64_t planes, h, w;
+    float s;
+    const void *x;
+    void *y;
+} stem_freeu_filter_params;
+
 typedef struct stem_convert_params {
     int64_t n;
     stem_dtype src_dtype, dst_dtype;
@@ -284,6 +296,7 @@ typedef struct stem_backend_ops {
     stem_status (*mean_std)(stem_backend *be, const stem_mean_std_params *p);
     stem_status (*philox_normal)(stem_backend *be, const stem_philox_params *p);
     stem_status (*convert)(stem_backend *be, const stem_convert_params *p);
+    stem_status (*freeu_filter)(stem_backend *be, const stem_freeu_filter_params *p);
     /* facts for logs and bench: "cpu: AVX-512, 2 threads, OpenBLAS SkylakeX" */
     const char *(*describe)(stem_backend *be);
     void (*destroy)(stem_backend *be);

@@ -414,6 +414,17 @@ static stem_status run_philox(const stem_op_def *op, stem_backend *be, const ste
     return stem_philox_normal((uint64_t)seed, (uint32_t)w[0], (uint32_t)w[1], (uint32_t)w[2], y);
 }
 
+static stem_status run_freeu_filter(const stem_op_def *op, stem_backend *be, const stem_tensor_map *in,
+                                   const stem_attrs *a, stem_tensor_map *out) {
+    const stem_tensor *x = NULL;
+    STEM_TRY(stem_op_input(op, in, "x", &x));
+    double s;
+    STEM_TRY(stem_attr_float(op, a, "s", &s));
+    stem_tensor *y;
+    STEM_TRY(out_like(be, out, "y", x, &y));
+    return stem_freeu_filter(x, (float)s, y);
+}
+
 /* ---- the table ---------------------------------------------------------------------- */
 
 #define OP(var, NAME, SUMMARY, INPUTS, OUTPUTS, ATTR_LIST, RUN) \
@@ -490,10 +501,14 @@ OP(op_philox, "philox_normal", "standard normals from the Philox4x32-10 stream (
          {"w1", STEM_ATTR_INT, "0", "counter word 1"}, {"w2", STEM_ATTR_INT, "0", "counter word 2"},
          {"w3", STEM_ATTR_INT, "0", "counter word 3"}),
    run_philox)
+OP(op_freeu_filter, "freeu_filter", "FreeU's Fourier filter: the DFT coefficients at (k_y, k_x) in {0,-1}^2 of each "
+   "[h, w] plane scaled by s (doc/algorithm.md §7)",
+   IO("x"), IO("y"), ATTRS({"s", STEM_ATTR_FLOAT, NULL, "low-frequency factor (FreeU: s1 0.9, s2 0.2)"}),
+   run_freeu_filter)
 
 const stem_op_def *const stem_core_ops[] = {
     &op_matmul, &op_linear, &op_conv2d, &op_group_norm, &op_layer_norm, &op_softmax, &op_silu, &op_gelu,
     &op_gelu_tanh, &op_quick_gelu, &op_geglu, &op_add, &op_sub, &op_mul, &op_div, &op_scale, &op_upsample,
     &op_concat, &op_slice, &op_permute, &op_timestep, &op_attention, &op_mha, &op_gather, &op_argmax_cos,
-    &op_mean_std, &op_philox, NULL,
+    &op_mean_std, &op_philox, &op_freeu_filter, NULL,
 };

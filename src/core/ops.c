@@ -564,6 +564,20 @@ stem_status stem_philox_normal(uint64_t seed, uint32_t w1, uint32_t w2, uint32_t
     return DISPATCH(y, philox_normal, &p);
 }
 
+stem_status stem_freeu_filter(const stem_tensor *x, float s, stem_tensor *y) {
+    const stem_tensor *ts[] = {y};
+    const char *names[] = {"x", "y"};
+    STEM_TRY(check_operands("freeu_filter", x, 1, ts, names));
+    if (x->ndim < 2) return shape_error("freeu_filter", "x", x, "[..., h, w]");
+    if (!isfinite(s)) return stem_fail(STEM_E_ARG, "freeu_filter: s = %g is not a finite number", (double)s);
+    STEM_TRY(expect_shape("freeu_filter", "output", y, x->ndim, x->shape));
+    stem_freeu_filter_params p = {.dtype = x->dtype, .planes = prod(x->shape, 0, x->ndim - 2),
+                                  .h = x->shape[x->ndim - 2], .w = x->shape[x->ndim - 1], .s = s,
+                                  .x = x->data, .y = y->data};
+    if (stem_numel(x) == 0) return STEM_OK;
+    return DISPATCH(x, freeu_filter, &p);
+}
+
 stem_status stem_cast(const stem_tensor *x, stem_tensor *y) {
     if (!is_float_dtype(x->dtype) || !is_float_dtype(y->dtype))
         return stem_fail(STEM_E_DTYPE, "cast: %s to %s is not a float conversion", stem_dtype_name(x->dtype),

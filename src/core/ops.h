@@ -58,6 +58,9 @@ stem_status stem_argmax_cos(const stem_tensor *a, const stem_tensor *ref, stem_t
 stem_status stem_mean_std(const stem_tensor *x, int axis, stem_tensor *mean, stem_tensor *std);
 /* Fills y (any shape) with normals from the Philox stream (doc/algorithm.md §6). */
 stem_status stem_philox_normal(uint64_t seed, uint32_t w1, uint32_t w2, uint32_t w3, stem_tensor *y);
+/* FreeU's Fourier filter (doc/algorithm.md §7): x[..., h, w] -> y of the same shape, the
+ * four DFT coefficients at (k_y, k_x) in {0, -1}^2 of every h x w plane scaled by s. */
+stem_status stem_freeu_filter(const stem_tensor *x, float s, stem_tensor *y);
 /* Elementwise dtype conversion between f32/f16/bf16 tensors of equal shape. */
 stem_status stem_cast(const stem_tensor *x, stem_tensor *y);
 
