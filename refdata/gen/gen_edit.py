@@ -74,12 +74,18 @@ Per case, <out>/<model>__<case>.safetensors holds
 Metadata: every option, pnp sites, freeu_fired, the spread of a float32 trial (below).
 
 Tolerances (tie-aware): the float32 pipeline (models, FFT, EM, cosine in float32, same stored
-inputs and keyframes) is run as a trial: metadata spread.idx gives how many token-flow
+inputs and keyframes) is run as a trial (for edit_attention stem also float32 and float64
+trials with about one ulp of seeded noise on every attn1 q, k, v): metadata spread.idx gives how many token-flow
 indices differ from the float64 reference and the largest float64 margin among them;
 spread.<latent> the max |f32 - f64| / max |f64|. tie_margin: indices whose stored margin is
 at least this must agree exactly (the trial must honour it, else the generator fails);
-rtol.<k> / atol.<k> (atol = rtol x max |ref|) hold for the latents and frames when every
-index agrees, with at least 4x headroom over the trial.
+rtol.<k> / atol.<k> (atol = rtol x max |ref|; rtol 2e-4 extended, 3e-3 stem) hold for the
+latents and frames when every index agrees, with at least 4x headroom over the trials.
+near_ties counts the stored indices whose margin is below tie_margin: a float32
+implementation may pick the other token there (the trials' margins move by up to ~1e-5), and
+a flip moves the latents after it by more than these tolerances; a test compares indices
+where margin >= tie_margin, and latents only when all indices agree (or with the golden's
+indices forced at the near-ties).
 """
 import argparse
 import math
