@@ -36,9 +36,9 @@ files=() descs=() froms=() tos=()
 m() { files+=("$1"); descs+=("$2"); froms+=("$3"); tos+=("$4"); }
 
 # the golden comparator
-m src/core/golden.c "comparator: the NaN->Inf line lost" \
+m src/check/golden.c "comparator: the NaN->Inf line lost" \
   '            diff = INFINITY;' ''
-m src/core/golden.c "comparator: violation test '>' (skips NaN, and Inf vs Inf)" \
+m src/check/golden.c "comparator: violation test '>' (skips NaN, and Inf vs Inf)" \
   'if (nonfinite || !(diff <= limit)) c->violations++;' 'if (diff > limit) c->violations++;'
 # EM (SPEC 5)
 m kernels/cpu/em.c "EM kernel: tau ignored (always 0.01)" \
