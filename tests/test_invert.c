@@ -422,16 +422,6 @@ static void golden_cuda_f32(void **state) {
     assert_int_equal(bad, 0);
 }
 
-/* max |x| of a host f32 tensor (NaN if x has one; fmax would skip it) */
-static double max_abs(const stem_tensor *x) {
-    double m = 0;
-    for (int64_t i = 0; i < stem_numel(x); i++) {
-        double a = fabs(((const float *)x->data)[i]);
-        if (!(a <= m)) m = a;
-    }
-    return m;
-}
-
 /* Two inversion steps of 8 frames of 16x16 latents (the bundled default's size) with a
  * fresh arena; returns its peak, the latents in *x (host f32, owned). */
 static size_t inversion_arena_peak(stem_pipeline *p, const stem_tensor *ctx, const stem_invert_options *o,
@@ -491,7 +481,7 @@ static void layer_major_arena_peak(void **state) {
             /* M = 16 bases, 2 steps: well-conditioned. Measured max |sliced - all| over the
              * CI matrix (Zen 5): 1.0e-6 (portable) .. 1.4e-6 (OpenBLAS Haswell), with
              * max |x| ~ 2.3; 2e-5 of max |x| is ~30x the worst. */
-            assert_int_equal(tm_compare(label, &sliced, &all, 0, 2e-5 * max_abs(&all)), 0);
+            assert_int_equal(tm_compare(label, &sliced, &all, 0, 2e-5 * tm_max_abs(&all)), 0);
             stem_tensor_free(&sliced);
         }
         stem_tensor_free(&all);

@@ -81,10 +81,8 @@ static void golden_cuda_f16(void **state) { golden_cuda(state, STEM_F16); }
 
 static void context_broadcast(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd2__t1_13x9.safetensors", test_refdata_dir());
     golden_case g;
-    golden_open(path, &g);
+    golden_open_named("tiny-sd2__t1_13x9", &g);
     stem_unet *u = load_unet("tiny-sd2", stem_cpu_backend(), STEM_F32);
     stem_tensor one, rep, a, b;
     assert_int_equal(stem_tensor_narrow0(g.context, 0, 1, &one), STEM_OK);

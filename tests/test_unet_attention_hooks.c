@@ -19,9 +19,7 @@ static stem_tensor plain; /* the forward without hooks */
 
 static int setup(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd1__t981_13x9.safetensors", test_refdata_dir());
-    golden_open(path, &g);
+    golden_open_named("tiny-sd1__t981_13x9", &g);
     u = load_unet("tiny-sd1", stem_cpu_backend(), STEM_F32);
     if (run_unet(u, g.sample, g.timesteps, g.context, NULL, &plain) != STEM_OK) fail_msg("%s", stem_last_error());
     return 0;

@@ -49,10 +49,8 @@ static stem_status counting_tap(void *user, const stem_unet_tap *tap) {
 
 static void hooks_contract(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd1__t981_13x9.safetensors", test_refdata_dir());
     golden_case g;
-    golden_open(path, &g);
+    golden_open_named("tiny-sd1__t981_13x9", &g);
     stem_unet *u = load_unet("tiny-sd1", stem_cpu_backend(), STEM_F32);
     int n = stem_unet_attn1_count(u);
     /* tiny-sd1: down_blocks 0, 1 (1 attention each), mid (1), up_blocks 1, 2 (2 each) */
@@ -106,10 +104,8 @@ static stem_status failing_tap(void *user, const stem_unet_tap *tap) {
 
 static void hook_error_propagates(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd2__mixed_8x8.safetensors", test_refdata_dir());
     golden_case g;
-    golden_open(path, &g);
+    golden_open_named("tiny-sd2__mixed_8x8", &g);
     stem_unet *u = load_unet("tiny-sd2", stem_cpu_backend(), STEM_F32);
     stem_unet_hook_set set = {.tap = failing_tap, .tap_mask = STEM_TAP_BIT(STEM_TAP_RESNET_RESIDUAL)};
     stem_unet_hooks hooks = {.sets = &set, .n_sets = 1};
@@ -201,10 +197,8 @@ static void five_samples(const golden_case *g, stem_tensor *sample, stem_tensor 
  * same attention; every slice fires its taps; slices of 1 match the diffusers golden. */
 static void sliced_forward(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd1__t981_13x9.safetensors", test_refdata_dir());
     golden_case g;
-    golden_open(path, &g);
+    golden_open_named("tiny-sd1__t981_13x9", &g);
     stem_unet *u = load_unet("tiny-sd1", stem_cpu_backend(), STEM_F32);
     const int n_sites = stem_unet_attn1_count(u);
     stem_tensor sample, timesteps, context, whole, sliced;
@@ -362,10 +356,8 @@ static stem_tensor branch_rows(const stem_tensor *t, int64_t F, int64_t b) {
  * recorder, after PnP, sees the source's residual in every branch bit for bit. */
 static void composed_sets_sliced(void **state) {
     (void)state;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/golden/unet/tiny-sd1__t981_13x9.safetensors", test_refdata_dir());
     golden_case g;
-    golden_open(path, &g);
+    golden_open_named("tiny-sd1__t981_13x9", &g);
     stem_unet *u = load_unet("tiny-sd1", stem_cpu_backend(), STEM_F32);
     stem_backend *cpu = stem_cpu_backend();
     const int64_t R = 3, F = 3;

@@ -47,6 +47,13 @@ static inline void golden_open(const char *path, golden_case *g) {
     g->atol = atof(at);
 }
 
+/* golden_open on refdata/golden/unet/NAME.safetensors. */
+static inline void golden_open_named(const char *name, golden_case *g) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/golden/unet/%s.safetensors", test_refdata_dir(), name);
+    golden_open(path, g);
+}
+
 /* Runs the UNet on host inputs, layer-major over slices of slice_frames samples
  * (0: stem_unet_forward); returns the output as a host f32 tensor (owned). */
 static inline stem_status run_unet_sliced(stem_unet *u, const stem_tensor *sample, const stem_tensor *timesteps,

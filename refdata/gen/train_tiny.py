@@ -49,6 +49,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_models  # noqa: E402
 import shapes_data  # noqa: E402
 
 SEED = 1234
@@ -114,17 +115,8 @@ TEXT = dict(
     eos_token_id=2,
 )
 
-SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    trained_betas=None,
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-)
+# the SD 1.x/2.x scheduler config, the same as the random tiny models'
+SCHEDULER = gen_models.SCHEDULER
 
 
 def log(msg):
