@@ -111,6 +111,8 @@ static stem_status load_transformer(loader *L, unet_transformer *tr, const char 
         tb->index = i;
         tb->attn1_index = L->attn1_next++;
         L->u->attn1_names[tb->attn1_index] = tb->attn1_name;
+        L->u->attn1_levels[tb->attn1_index] = level;
+        L->u->attn1_channels[tb->attn1_index] = C;
         snprintf(p, sizeof p, "%s", tb->name);
         STEM_TRY(get_weight(L, p, "norm1.weight", 1, C, 0, 0, 0, &tb->norm1_w));
         STEM_TRY(get_weight(L, p, "norm1.bias", 1, C, 0, 0, 0, &tb->norm1_b));
@@ -273,6 +275,12 @@ int64_t stem_unet_param_count(const stem_unet *u) { return u->params; }
 int stem_unet_attn1_count(const stem_unet *u) { return u->n_attn1; }
 const char *stem_unet_attn1_name(const stem_unet *u, int index) {
     return index >= 0 && index < u->n_attn1 ? u->attn1_names[index] : NULL;
+}
+int stem_unet_attn1_level(const stem_unet *u, int index) {
+    return index >= 0 && index < u->n_attn1 ? u->attn1_levels[index] : -1;
+}
+int64_t stem_unet_attn1_channels(const stem_unet *u, int index) {
+    return index >= 0 && index < u->n_attn1 ? u->attn1_channels[index] : 0;
 }
 
 int stem_unet_level_sizes(const stem_unet *u, int64_t h, int64_t w, int64_t *hs, int64_t *ws) {

@@ -115,6 +115,10 @@ int64_t stem_unet_param_count(const stem_unet *u);
  * their attn1 sites'. */
 int stem_unet_attn1_count(const stem_unet *u);
 const char *stem_unet_attn1_name(const stem_unet *u, int index);
+/* Its resolution level (0 = latent size; -1 for no such block) and channels (heads x
+ * head_dim, 0 for no such block): what a hook sizes per-block caches with. */
+int stem_unet_attn1_level(const stem_unet *u, int index);
+int64_t stem_unet_attn1_channels(const stem_unet *u, int index);
 /* Latent sizes per level for an h x w input (level 0 = h x w; each downsampler gives
  * ceil(x / 2)); returns the level count. */
 int stem_unet_level_sizes(const stem_unet *u, int64_t h, int64_t w, int64_t *hs, int64_t *ws);

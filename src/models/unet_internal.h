@@ -78,7 +78,10 @@ struct stem_unet {
     int64_t skip_channels[UNET_MAX_SKIPS];
     int skip_level[UNET_MAX_SKIPS];
     int n_attn1;
-    const char *attn1_names[STEM_UNET_MAX_LEVELS * 2 * STEM_UNET_MAX_LAYERS * STEM_UNET_MAX_LAYERS + STEM_UNET_MAX_LAYERS];
+#define UNET_MAX_ATTN1 (STEM_UNET_MAX_LEVELS * 2 * STEM_UNET_MAX_LAYERS * STEM_UNET_MAX_LAYERS + STEM_UNET_MAX_LAYERS)
+    const char *attn1_names[UNET_MAX_ATTN1];
+    int attn1_levels[UNET_MAX_ATTN1];
+    int64_t attn1_channels[UNET_MAX_ATTN1];
 };
 
 /* State of one forward pass, or of one slice of its frames (unet_slice_run). */

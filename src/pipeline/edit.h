@@ -37,8 +37,9 @@ typedef struct stem_freeu_options {
 
 typedef struct stem_edit_options {
     int steps;                  /* S: the inversion's DDIM step count */
-    float guidance_scale;       /* g, default 7.5 */
-    float pnp_attn_t, pnp_f_t;  /* fractions of the steps with Q/K and conv injection: 0.5, 0.8 */
+    double guidance_scale;      /* g, default 7.5 */
+    double pnp_attn_t, pnp_f_t; /* fractions of the steps with Q/K and conv injection: 0.5, 0.8
+                                   (double: floor(S x 0.7) must be Python's 7 at S = 10) */
     int64_t batch_size;         /* frames per chunk, default 8 */
     stem_edit_tail tail;
     stem_edit_attention attention;
