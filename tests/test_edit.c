@@ -14,7 +14,10 @@
  *   - x_T and the latents after steps 0, 1 and S-1 are within the golden's rtol/atol
  *     (|stem - ref| <= atol + rtol |ref|, atol = rtol max|ref|; gen_edit.py derived them with
  *     4x headroom over PyTorch float32 trials);
- *   - the frames decoded from the golden's last latents, likewise. */
+ *   - the frames decoded from the golden's last latents, likewise.
+ * Two cases run again with the pivotal pass layer-major over 1-keyframe slices (attn1 in
+ * two phases) and the keyframe caches in host memory: the plan's long-video path must give
+ * the same edit within the same tolerances. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +37,11 @@
 
 static char **paths;
 static int path_count;
+
+typedef struct case_spec {
+    const char *path;
+    bool long_video; /* unet_frames 1, caches on the host */
+} case_spec;
 
 static const char *meta(const stem_tensor_map *m, const char *key) {
     const char *v = stem_tensor_map_get_meta(m, key);
@@ -153,7 +161,8 @@ static stem_status on_step(void *user, int step, int steps, int t, int pass, int
 }
 
 static void check_case(void **state) {
-    const char *path = *state;
+    const case_spec *spec = *state;
+    const char *path = spec->path;
     stem_tensor_map g;
     stem_tensor_map_init(&g);
     if (stem_safetensors_load(path, -1, &g) != STEM_OK) fail_msg("%s", stem_last_error());
@@ -187,6 +196,10 @@ static void check_case(void **state) {
     o.freeu.gate1 = g1;
     o.freeu.gate2 = g2;
     assert_int_equal(stem_edit_frame_count(&o, c.F), c.Fe);
+    if (spec->long_video) {
+        o.unet_frames = 1;
+        o.cache_on_host = true;
+    }
 
     /* x_T from z0 and the last inverted latents of the edited frames */
     stem_tensor z0e, inv_T, x;
@@ -214,9 +227,9 @@ static void check_case(void **state) {
     if (stem_vae_decode(&p.vae, ref_last, &frames) != STEM_OK) fail_msg("%s", stem_last_error());
     compare(&c, "frames", &frames, 4);
 
-    print_message("%s: %ld token-flow indices equal the golden's (%ld near-ties forced, %ld mismatched); worst "
+    print_message("%s%s: %ld token-flow indices equal the golden's (%ld near-ties forced, %ld mismatched); worst "
                   "|d|/tol: x_T %.3f, step0 %.3f, step1 %.3f, last %.3f, frames %.3f\n",
-                  test_golden_label(path), c.compared - c.mismatched, c.forced, c.mismatched, c.worst[0], c.worst[1],
+                  test_golden_label(path), spec->long_video ? " (long-video path)" : "", c.compared - c.mismatched, c.forced, c.mismatched, c.worst[0], c.worst[1],
                   c.worst[2], c.worst[3], c.worst[4]);
     if (c.mismatched) fail_msg("%ld of %ld token-flow indices above the tie margin differ; first: %s", c.mismatched,
                                c.compared, c.first_mismatch);
@@ -234,11 +247,27 @@ int main(void) {
         fprintf(stderr, "test_edit: no golden files in %s/golden/edit\n", test_refdata_dir());
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)path_count, sizeof *tests);
-    for (int i = 0; i < path_count; i++)
-        tests[i] = (struct CMUnitTest){.name = test_golden_label(paths[i]), .test_func = check_case,
-                                       .initial_state = paths[i]};
-    int failed = _cmocka_run_group_tests("edit", tests, (size_t)path_count, NULL, NULL);
+    struct CMUnitTest *tests = calloc((size_t)path_count + 2, sizeof *tests);
+    case_spec *specs = calloc((size_t)path_count + 2, sizeof *specs);
+    int n = 0;
+    for (int i = 0; i < path_count; i++) {
+        specs[n] = (case_spec){.path = paths[i]};
+        tests[n] = (struct CMUnitTest){.name = test_golden_label(paths[i]), .test_func = check_case,
+                                       .initial_state = &specs[n]};
+        n++;
+    }
+    static const char *const long_cases[2] = {"tiny-freeu__f5_b2_freeu_every", "tiny-sd1__f6_b3_stem"};
+    static char names[2][96];
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < path_count; i++)
+            if (strstr(paths[i], long_cases[j])) {
+                snprintf(names[j], sizeof names[j], "%s, layer-major pivotal, host caches", long_cases[j]);
+                specs[n] = (case_spec){.path = paths[i], .long_video = true};
+                tests[n] = (struct CMUnitTest){.name = names[j], .test_func = check_case, .initial_state = &specs[n]};
+                n++;
+            }
+    int failed = _cmocka_run_group_tests("edit", tests, (size_t)n, NULL, NULL);
+    free(specs);
     for (int i = 0; i < path_count; i++) free(paths[i]);
     free(paths);
     free(tests);

@@ -29,10 +29,18 @@ typedef struct block_cache {
     stem_tensor attn; /* [3 K, N, C]: attn1 output (after to_out), branch-major */
 } block_cache;
 
+/* Two-phase pivotal pass: one site's keys/values of all keyframes, reused by every site. */
+typedef struct kv_store {
+    stem_tensor k, v;           /* flat [3 K max(N C)]: [3 K, N, C] branch-major for the site */
+    stem_tensor k_base, v_base; /* flat [3 M max C]: STEM bases per branch [3, M, C] */
+    int site;                   /* the site the store holds, -1: none complete */
+} kv_store;
+
 struct stem_tokenflow {
     stem_tokenflow_config cfg;
     int n_blocks;
     block_cache *blocks;
+    kv_store store;
     int step;
     bool qk, conv;
     bool pivotal;
@@ -71,16 +79,30 @@ stem_status stem_tokenflow_create(stem_unet *u, const stem_tokenflow_config *cfg
     stem_tokenflow *tf = calloc(1, sizeof *tf);
     if (!tf) return stem_fail(STEM_E_NOMEM, "token flow: out of memory");
     tf->cfg = *cfg;
+    tf->store.site = -1;
     tf->n_blocks = stem_unet_attn1_count(u);
     tf->blocks = calloc((size_t)(tf->n_blocks ? tf->n_blocks : 1), sizeof *tf->blocks);
     stem_status s = tf->blocks ? STEM_OK : stem_fail(STEM_E_NOMEM, "token flow: out of memory");
+    stem_backend *cache_be = cfg->cache_on_host ? stem_cpu_backend() : stem_unet_backend(u);
+    const stem_dtype dt = stem_unet_dtype(u);
+    int64_t most = 0, max_c = 0;
     for (int b = 0; b < tf->n_blocks && s == STEM_OK; b++) {
         int64_t N, C;
         block_size(u, b, h, w, &N, &C);
+        if (N * C > most) most = N * C;
+        if (C > max_c) max_c = C;
         int64_t norm[3] = {cfg->keyframes, N, C}, attn[3] = {3 * cfg->keyframes, N, C};
-        s = stem_tensor_new(stem_unet_backend(u), stem_unet_dtype(u), 3, norm, &tf->blocks[b].norm);
-        if (s == STEM_OK) s = stem_tensor_new(stem_unet_backend(u), stem_unet_dtype(u), 3, attn, &tf->blocks[b].attn);
+        s = stem_tensor_new(cache_be, dt, 3, norm, &tf->blocks[b].norm);
+        if (s == STEM_OK) s = stem_tensor_new(cache_be, dt, 3, attn, &tf->blocks[b].attn);
         if (s != STEM_OK) stem_error_context(s, "token-flow caches of %s", stem_unet_attn1_name(u, b));
+    }
+    if (s == STEM_OK && cfg->two_phase) {
+        int64_t kv = 3 * cfg->keyframes * most, bases = 3 * cfg->em.bases * max_c;
+        s = stem_tensor_new(stem_unet_backend(u), dt, 1, &kv, &tf->store.k);
+        if (s == STEM_OK) s = stem_tensor_new(stem_unet_backend(u), dt, 1, &kv, &tf->store.v);
+        if (s == STEM_OK && cfg->stem_bases) s = stem_tensor_new(stem_unet_backend(u), dt, 1, &bases, &tf->store.k_base);
+        if (s == STEM_OK && cfg->stem_bases) s = stem_tensor_new(stem_unet_backend(u), dt, 1, &bases, &tf->store.v_base);
+        if (s != STEM_OK) stem_error_context(s, "the pivotal pass's key/value store");
     }
     if (s != STEM_OK) {
         stem_tokenflow_free(tf);
@@ -97,6 +119,10 @@ void stem_tokenflow_free(stem_tokenflow *tf) {
         stem_tensor_free(&tf->blocks[b].attn);
     }
     free(tf->blocks);
+    stem_tensor_free(&tf->store.k);
+    stem_tensor_free(&tf->store.v);
+    stem_tensor_free(&tf->store.k_base);
+    stem_tensor_free(&tf->store.v_base);
     free(tf);
 }
 
@@ -204,37 +230,128 @@ static stem_status tap_hook(void *user, const stem_unet_tap *tap) {
     return STEM_OK;
 }
 
-/* The pivotal pass's attn1 core: q, k, v [3 K, N, C] -> out [3 K, N, C]. */
+/* The first a*b*c elements of a flat store as [a, b, c]. */
+static stem_status flat_view(const stem_tensor *flat, int64_t a, int64_t b, int64_t c, stem_tensor *view) {
+    stem_tensor head;
+    int64_t shape[3] = {a, b, c};
+    STEM_TRY(stem_tensor_narrow0(flat, 0, a * b * c, &head));
+    return stem_tensor_reshape(&head, 3, shape, view);
+}
+
+/* Branch b's STEM bases over its keyframes' tokens kb, vb [K, N, C] -> k_base, v_base
+ * [1, M, C]: one EM scope per branch, counter word chunk = branch (doc/algorithm.md §6). */
+static stem_status branch_bases(const stem_tokenflow *tf, const stem_attn_site *site, int64_t b,
+                                const stem_tensor *kb, const stem_tensor *vb, stem_tensor *k_base,
+                                stem_tensor *v_base) {
+    stem_em_options em = tf->cfg.em;
+    em.layer = (uint32_t)site->index;
+    em.phase = STEM_PHASE_EDITING;
+    em.step = (uint32_t)tf->step;
+    em.chunk = (uint32_t)b;
+    const stem_em_workspace ws = {.arena = site->arena};
+    return stem_sa_bases(kb, vb, site->heads, &em, &ws, k_base, v_base);
+}
+
+/* Branch b's STEM bases in the store: [1, M, C] views. */
+static stem_status stored_bases(const stem_tokenflow *tf, const stem_attn_site *site, int64_t b, stem_tensor *kb,
+                                stem_tensor *vb) {
+    const int64_t M = tf->cfg.em.bases, C = site->channels;
+    stem_tensor k3, v3;
+    STEM_TRY(flat_view(&tf->store.k_base, 3 * M, 1, C, &k3));
+    STEM_TRY(flat_view(&tf->store.v_base, 3 * M, 1, C, &v3));
+    int64_t shape[3] = {1, M, C};
+    stem_tensor kr, vr;
+    STEM_TRY(stem_tensor_narrow0(&k3, b * M, M, &kr));
+    STEM_TRY(stem_tensor_narrow0(&v3, b * M, M, &vr));
+    STEM_TRY(stem_tensor_reshape(&kr, 3, shape, kb));
+    return stem_tensor_reshape(&vr, 3, shape, vb);
+}
+
+/* Phase 1 of a two-phase pivotal pass: the slice's k, v [3 n, N, C] into the store
+ * [3 K, N, C]; after the last slice, the STEM bases of each branch. */
+static stem_status collect_keyframes(void *user, const stem_attn_site *site, const stem_tensor *k,
+                                     const stem_tensor *v) {
+    stem_tokenflow *tf = user;
+    STEM_TRY(check_block(tf, site));
+    const stem_unet_span *sp = &site->span;
+    const int64_t K = tf->cfg.keyframes, N = site->tokens, C = site->channels;
+    if (3 * K * N * C > stem_numel(&tf->store.k))
+        return stem_fail(STEM_E_ARG, "%s: the key/value store was not made for this pass", site->name);
+    stem_tensor k_all, v_all, src, dst;
+    STEM_TRY(flat_view(&tf->store.k, 3 * K, N, C, &k_all));
+    STEM_TRY(flat_view(&tf->store.v, 3 * K, N, C, &v_all));
+    for (int64_t b = 0; b < 3; b++) {
+        STEM_TRY(stem_unet_span_branch(sp, k, b, &src));
+        STEM_TRY(stem_tensor_narrow0(&k_all, b * K + sp->frame0, sp->frames, &dst));
+        STEM_TRY(stem_tensor_copy(&src, &dst));
+        STEM_TRY(stem_unet_span_branch(sp, v, b, &src));
+        STEM_TRY(stem_tensor_narrow0(&v_all, b * K + sp->frame0, sp->frames, &dst));
+        STEM_TRY(stem_tensor_copy(&src, &dst));
+    }
+    tf->store.site = -1;
+    if (sp->frame0 + sp->frames < K) return STEM_OK;
+    for (int64_t b = 0; tf->cfg.stem_bases && b < 3; b++) {
+        stem_tensor kb, vb, k_base, v_base;
+        STEM_TRY(stem_tensor_narrow0(&k_all, b * K, K, &kb));
+        STEM_TRY(stem_tensor_narrow0(&v_all, b * K, K, &vb));
+        STEM_TRY(stored_bases(tf, site, b, &k_base, &v_base));
+        STEM_TRY(branch_bases(tf, site, b, &kb, &vb, &k_base, &v_base));
+    }
+    tf->store.site = site->index;
+    return STEM_OK;
+}
+
+/* The pivotal pass's attn1 core: q [3 n, N, C] of this call's keyframes -> out; k, v the
+ * same rows' (one phase: all K keyframes in the call) or NULL (phase 2: the store). */
 static stem_status pivotal_attention(void *user, const stem_attn_site *site, const stem_tensor *q,
                                      const stem_tensor *k, const stem_tensor *v, stem_tensor *out) {
     stem_tokenflow *tf = user;
     if (!tf->pivotal)
         return stem_fail(STEM_E_ARG, "%s: attn1 ran in a normal pass (token flow replaces it)", site->name);
     STEM_TRY(check_block(tf, site));
-    if (site->span.frames != site->span.frames_total)
-        return stem_fail(STEM_E_UNSUPPORTED, "%s: the pivotal pass over slices of keyframes", site->name);
+    const stem_unet_span *sp = &site->span;
+    const int64_t K = tf->cfg.keyframes, N = site->tokens, C = site->channels;
+    const bool stored = k == NULL;
+    if (stored && tf->store.site != site->index)
+        return stem_fail(STEM_E_ARG, "%s: queries before all keyframes' keys/values were collected", site->name);
+    if (!stored && sp->frames != K)
+        return stem_fail(STEM_E_ARG, "%s: a pivotal pass over slices of keyframes needs the two-phase hook set",
+                         site->name);
+    stem_tensor k_all = {0}, v_all = {0};
+    if (stored) {
+        STEM_TRY(flat_view(&tf->store.k, 3 * K, N, C, &k_all));
+        STEM_TRY(flat_view(&tf->store.v, 3 * K, N, C, &v_all));
+    }
     for (int64_t b = 0; b < 3; b++) {
         stem_tensor qb, kb, vb, ob, q1, k1, v1, o1;
-        STEM_TRY(stem_unet_span_branch(&site->span, q, b, &qb));
-        STEM_TRY(stem_unet_span_branch(&site->span, k, b, &kb));
-        STEM_TRY(stem_unet_span_branch(&site->span, v, b, &vb));
-        STEM_TRY(stem_unet_span_branch(&site->span, out, b, &ob));
-        if (tf->cfg.stem_bases) { /* one EM scope per branch: counter word chunk = branch (§6) */
-            stem_em_options em = tf->cfg.em;
-            em.layer = (uint32_t)site->index;
-            em.phase = STEM_PHASE_EDITING;
-            em.step = (uint32_t)tf->step;
-            em.chunk = (uint32_t)b;
-            int64_t shape[3] = {1, em.bases, site->channels};
+        STEM_TRY(stem_unet_span_branch(sp, q, b, &qb));
+        STEM_TRY(stem_unet_span_branch(sp, out, b, &ob));
+        if (stored) { /* [K, N, C]: all keyframes of branch b */
+            STEM_TRY(stem_tensor_narrow0(&k_all, b * K, K, &kb));
+            STEM_TRY(stem_tensor_narrow0(&v_all, b * K, K, &vb));
+        } else {
+            STEM_TRY(stem_unet_span_branch(sp, k, b, &kb));
+            STEM_TRY(stem_unet_span_branch(sp, v, b, &vb));
+        }
+        if (tf->cfg.stem_bases) {
             stem_tensor k_base, v_base;
-            STEM_TRY(stem_arena_tensor(site->arena, q->dtype, 3, shape, &k_base));
-            STEM_TRY(stem_arena_tensor(site->arena, q->dtype, 3, shape, &v_base));
-            const stem_em_workspace ws = {.arena = site->arena};
-            STEM_TRY(stem_sa_bases(&kb, &vb, site->heads, &em, &ws, &k_base, &v_base));
+            if (stored) {
+                STEM_TRY(stored_bases(tf, site, b, &k_base, &v_base));
+            } else {
+                int64_t shape[3] = {1, tf->cfg.em.bases, C};
+                STEM_TRY(stem_arena_tensor(site->arena, q->dtype, 3, shape, &k_base));
+                STEM_TRY(stem_arena_tensor(site->arena, q->dtype, 3, shape, &v_base));
+                STEM_TRY(branch_bases(tf, site, b, &kb, &vb, &k_base, &v_base));
+            }
             STEM_TRY(stem_sa_attend(&qb, &k_base, &v_base, site->heads, &ob));
         } else if (b == 0) { /* source: each keyframe attends to itself */
-            STEM_TRY(stem_attention_heads(&qb, &kb, &vb, (int)site->heads, site->scale, &ob));
-        } else { /* extended: every keyframe's queries over all keyframes' tokens */
+            stem_tensor ks = kb, vs = vb;
+            if (stored) {
+                STEM_TRY(stem_tensor_narrow0(&kb, sp->frame0, sp->frames, &ks));
+                STEM_TRY(stem_tensor_narrow0(&vb, sp->frame0, sp->frames, &vs));
+            }
+            STEM_TRY(stem_attention_heads(&qb, &ks, &vs, (int)site->heads, site->scale, &ob));
+        } else { /* extended: every keyframe's queries over all keyframes' tokens (fused) */
             STEM_TRY(as_one_sequence(&qb, &q1));
             STEM_TRY(as_one_sequence(&kb, &k1));
             STEM_TRY(as_one_sequence(&vb, &v1));
@@ -247,6 +364,18 @@ static stem_status pivotal_attention(void *user, const stem_attn_site *site, con
 
 /* ---- normal pass: token flow ------------------------------------------------------------------- */
 
+/* A cached keyframe's rows where the ops run: the cache itself, or (caches on the host) a
+ * copy in the site's arena. */
+static stem_status on_device(const stem_tokenflow *tf, const stem_attn_site *site, const stem_tensor *cached,
+                             stem_tensor *out) {
+    if (!tf->cfg.cache_on_host) {
+        *out = *cached;
+        return STEM_OK;
+    }
+    STEM_TRY(stem_arena_tensor(site->arena, cached->dtype, cached->ndim, cached->shape, out));
+    return stem_tensor_copy(cached, out);
+}
+
 /* idx [n N] <- nearest token (cosine of norm1 features) of keyframe `key` for f [n N, C];
  * then every branch's rows of `dst` [3 n, N, C] (viewed per branch) <- the cached attn1
  * output of keyframe `key` at idx. */
@@ -255,13 +384,15 @@ static stem_status flow_from(stem_tokenflow *tf, const stem_attn_site *site, con
     const block_cache *c = &tf->blocks[site->index];
     const int64_t N = site->tokens;
     int64_t nn = n * N;
-    stem_tensor idx, ref, src, rows;
+    stem_tensor idx, ref, src, rows, cached;
     STEM_TRY(stem_arena_tensor(site->arena, STEM_I32, 1, &nn, &idx));
-    STEM_TRY(rows_2d(&c->norm, key, 1, &ref));
+    STEM_TRY(rows_2d(&c->norm, key, 1, &cached));
+    STEM_TRY(on_device(tf, site, &cached, &ref));
     STEM_TRY(stem_argmax_cos(f, &ref, &idx));
     if (tf->observe) STEM_TRY(tf->observe(tf->observe_user, tf->step, site->index, first, n, which, &idx));
     for (int64_t b = 0; b < 3; b++) {
-        STEM_TRY(rows_2d(&c->attn, b * tf->cfg.keyframes + key, 1, &src));
+        STEM_TRY(rows_2d(&c->attn, b * tf->cfg.keyframes + key, 1, &cached));
+        STEM_TRY(on_device(tf, site, &cached, &src));
         STEM_TRY(rows_2d(dst, b * n, n, &rows));
         STEM_TRY(stem_gather_rows(&src, &idx, &rows));
     }
@@ -308,6 +439,7 @@ static stem_status token_flow(void *user, const stem_attn_site *site, const stem
 
 stem_unet_hook_set stem_tokenflow_hook_set(stem_tokenflow *tf) {
     return (stem_unet_hook_set){
+        .self_attention_collect = tf->pivotal && tf->cfg.two_phase ? collect_keyframes : NULL,
         .user = tf,
         .tap = tap_hook,
         .tap_mask = STEM_TAP_BIT(STEM_TAP_NORM1) | STEM_TAP_BIT(STEM_TAP_ATTN1_Q) | STEM_TAP_BIT(STEM_TAP_ATTN1_K) |

@@ -29,6 +29,9 @@ typedef struct stem_tokenflow_config {
     int64_t batch_size;     /* B: the nominal chunk length (chunk centres B i + B / 2) */
     bool stem_bases;        /* pivotal attn1: STEM bases instead of extended attention */
     stem_em_options em;     /* stem_bases: bases, iters, tau, seed (counter words set per call) */
+    bool cache_on_host;     /* caches in host memory; a normal pass copies keyframes i, i-1 over */
+    bool two_phase;         /* the pivotal pass runs over slices of keyframes (layer-major): attn1
+                               collects all keyframes' keys/values first (unet_hooks.h) */
 } stem_tokenflow_config;
 
 /* An observer of the token-flow indices: idx [n * N] (I32, on the UNet's backend) of block
@@ -52,6 +55,8 @@ void stem_tokenflow_set_pivotal(stem_tokenflow *tf);
 void stem_tokenflow_set_chunk(stem_tokenflow *tf, int64_t chunk, int64_t first, int64_t frames);
 void stem_tokenflow_set_observer(stem_tokenflow *tf, stem_tokenflow_index_fn fn, void *user);
 
+/* The hook set for the next forward (the pivotal pass's is two-phase with cfg.two_phase):
+ * take it after stem_tokenflow_set_pivotal / _set_chunk. */
 stem_unet_hook_set stem_tokenflow_hook_set(stem_tokenflow *tf);
 
 /* SD 1.5's PnP sites (doc/algorithm.md §7): Q/K injection in transformer_blocks.0.attn1 of

@@ -85,18 +85,14 @@ stem_status unet_over_slices(unet_run *r, unet_slice_fn fn, const void *module, 
         size_t mark = stem_arena_mark(r->arena);
         unet_run sub;
         stem_tensor xs, ys;
-        int64_t shape[STEM_MAX_DIMS];
         stem_status s = unet_slice_run(r, f0, n, &sub);
         if (s == STEM_OK) s = unet_rows(r, x, f0, n, &xs);
         if (s == STEM_OK) {
-            if (in_place) {
-                ys = xs;
-            } else if (rows_contiguous(r, f0, n)) {
-                s = unet_rows(r, y, f0, n, &ys);
-            } else { /* the slice's output rows, written back below */
-                shape_with_rows(y, sub.batch, shape);
-                s = stem_arena_tensor(r->arena, y->dtype, y->ndim, shape, &ys);
-            }
+            /* y's rows: a view, or (several branches) a gathered copy written back below.
+             * Gathered, not just allocated: a module may read y (the two-phase transformer's
+             * output adds the residual already in y). */
+            if (in_place) ys = xs;
+            else s = unet_rows(r, y, f0, n, &ys);
         }
         if (s == STEM_OK) s = fn(&sub, module, &xs, &ys);
         if (s == STEM_OK) s = unet_rows_put(r, &ys, f0, n, y);

@@ -1,6 +1,8 @@
 /* The TokenFlow editing loop over a whole video (see edit.h, doc/algorithm.md §7). */
 #include "pipeline/edit.h"
 
+/* Layer: pipeline (doc/architecture.md); the hooks are src/edit's. */
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,7 @@ static stem_status fill_contexts(edit_run *r, int64_t n, stem_tensor *ctx) {
 static stem_status evaluate(edit_run *r, int64_t n, int t, stem_tensor *sample, stem_tensor *eps) {
     stem_tensor ctx;
     STEM_TRY(fill_contexts(r, n, &ctx));
+    r->sets[0] = stem_tokenflow_hook_set(r->tf); /* two-phase or not, per pass */
     const float tf = (float)t;
     const int64_t slice = r->o->unet_frames > 0 && r->o->unet_frames < n ? r->o->unet_frames : n;
     return stem_unet_forward_sliced(r->p->unet, r->p->arena, sample, &tf, 1, &ctx, &r->hooks, slice, eps);
@@ -243,6 +246,8 @@ stem_status stem_edit_latents(stem_pipeline *p, const stem_edit_inputs *in, cons
     stem_tokenflow_config tc = {.keyframes = r.chunks, .batch_size = o->batch_size,
                                 .stem_bases = o->attention == STEM_EDIT_ATTN_STEM, .em = o->em};
     tc.em.seed = o->seed;
+    tc.cache_on_host = o->cache_on_host;
+    tc.two_phase = o->unet_frames > 0 && o->unet_frames < r.chunks;
     stem_status s = stem_tokenflow_create(p->unet, &tc, x->shape[2], x->shape[3], &r.tf);
     if (s == STEM_OK) s = edit_buffers(&r);
     if (s == STEM_OK) {

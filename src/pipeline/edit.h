@@ -46,8 +46,10 @@ typedef struct stem_edit_options {
     uint64_t seed;              /* the Philox key of keyframes and EM draws, default 1 */
     stem_em_options em;         /* --edit-attention stem: bases 256, iters 5, tau 0.01 */
     stem_freeu_options freeu;
-    int64_t unet_frames;        /* frames per branch the pivotal pass's modules take at once
-                                   (0: all keyframes) */
+    int64_t unet_frames;        /* keyframes per branch the pivotal pass's modules take at once
+                                   (0: all; fewer: layer-major, attn1 in two phases) */
+    bool cache_on_host;         /* keep the keyframe caches in host memory (each normal pass
+                                   copies the two keyframes it reads to the device) */
 } stem_edit_options;
 
 void stem_edit_options_default(stem_edit_options *o);
@@ -94,9 +96,10 @@ typedef struct stem_edit_observer {
     stem_status (*keyframes)(void *user, int step, const int64_t *frames, int64_t count);
 } stem_edit_observer;
 
-/* Called after every editing step with x [Fe, 4, h, w]; also after each pass of a step
- * (pass 0 = pivotal, 1..chunks = normal) for progress, with x NULL. A non-OK return
- * stops the loop with that status. */
+/* Progress and results: called after each pass of step `step` with x NULL (pass 0 = the
+ * pivotal pass, 1 .. passes - 1 = the chunks' normal passes), then once with pass ==
+ * passes and x [Fe, 4, h, w], the latents after the step. A non-OK return stops the loop
+ * with that status. */
 typedef stem_status (*stem_edit_step_fn)(void *user, int step, int steps, int t, int pass, int passes,
                                          const stem_tensor *x);
 
@@ -107,7 +110,10 @@ stem_status stem_edit_latents(stem_pipeline *p, const stem_edit_inputs *in, cons
                               stem_edit_step_fn on_step, void *user);
 
 /* Memory of an edit of F frames (h x w latents) within mem_bytes of device memory for
- * activations and caches (doc/architecture.md "Memory"). */
+ * activations, caches and latents (weights not included: doc/architecture.md "Memory").
+ * Decides, in this order: everything on the device; the caches on the host; the pivotal
+ * pass layer-major over slices of keyframes (caches on the device if they still fit).
+ * Apply it with stem_edit_apply_plan. */
 typedef struct stem_edit_memory_plan {
     int64_t frames_edited, chunks, keyframes;
     int64_t unet_frames;         /* pivotal pass: keyframes per branch its modules take at once */
@@ -124,5 +130,7 @@ typedef struct stem_edit_memory_plan {
 
 void stem_edit_plan_memory(const stem_pipeline *p, const stem_edit_options *o, int64_t frames, int64_t h, int64_t w,
                            size_t mem_bytes, stem_edit_memory_plan *plan);
+/* o->unet_frames and o->cache_on_host from the plan. */
+void stem_edit_apply_plan(const stem_edit_memory_plan *plan, stem_edit_options *o);
 
 #endif
