@@ -7,6 +7,7 @@
 
 int cmd_op(int argc, char **argv);
 int cmd_invert(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
 int cmd_system(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -13,6 +13,8 @@ static void usage(FILE *out) {
             "usage: stem COMMAND [options]\n"
             "\n"
             "commands:\n"
+            "  edit      TokenFlow editing of a video on a STEM inversion (inverting it first when needed):\n"
+            "            `stem edit --prompt TEXT` on the bundled clip, `stem edit --inversion DIR --prompt TEXT`\n"
             "  invert    STEM inversion + DDIM reconstruction of a video, with PSNR/SSIM and a contact sheet\n"
             "  op        run one tensor op on named inputs from a .safetensors file, write its outputs;\n"
             "            `stem op --list` lists every op, `stem op --check GOLDEN` checks one golden file\n"
@@ -46,6 +48,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "op")) return cmd_op(argc - 1, argv + 1);
     if (!strcmp(cmd, "invert")) return cmd_invert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "edit")) return cmd_edit(argc - 1, argv + 1);
     if (!strcmp(cmd, "system")) return cmd_system(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);

@@ -17,12 +17,18 @@ static void format_duration(double s, char *buf, size_t len) {
 }
 
 void stem_progress_begin(stem_progress *p, const char *label, int total, bool quiet) {
+    stem_progress_begin_units(p, label, total, NULL, NULL, quiet);
+}
+
+void stem_progress_begin_units(stem_progress *p, const char *label, int total, const char *unit, const char *units,
+                               bool quiet) {
     p->label = label;
+    p->unit = unit;
     p->total = total > 0 ? total : 1;
     p->start = p->last_print = stem_now_seconds();
     p->quiet = quiet;
     p->tty = isatty(STDERR_FILENO);
-    if (!quiet && !p->tty) fprintf(stderr, "%s: %d steps\n", label, total);
+    if (!quiet && !p->tty) fprintf(stderr, "%s: %d %s\n", label, total, units ? units : "steps");
 }
 
 void stem_progress_update(stem_progress *p, int done) {
@@ -38,8 +44,8 @@ void stem_progress_update(stem_progress *p, int done) {
     int filled = done * WIDTH / p->total;
     for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
     bar[WIDTH] = '\0';
-    fprintf(stderr, "%s%-14s %4d/%-4d [%s] %3d%%  %.2f s/step  ETA %s%s", p->tty ? "\r" : "", p->label, done,
-            p->total, bar, done * 100 / p->total, per, eta, p->tty ? "\033[K" : "\n");
+    fprintf(stderr, "%s%-14s %4d/%-4d [%s] %3d%%  %.2f s/%s  ETA %s%s", p->tty ? "\r" : "", p->label, done,
+            p->total, bar, done * 100 / p->total, per, p->unit ? p->unit : "step", eta, p->tty ? "\033[K" : "\n");
     fflush(stderr);
 }
 

@@ -8,12 +8,16 @@
 
 typedef struct stem_progress {
     const char *label;
+    const char *unit; /* what one of `total` is, in "s/step" (NULL: "step") */
     int total;
     double start, last_print;
     bool quiet, tty;
 } stem_progress;
 
 void stem_progress_begin(stem_progress *p, const char *label, int total, bool quiet);
+/* The same counting other units ("pass", "passes": "12/60 ... 3.1 s/pass"). */
+void stem_progress_begin_units(stem_progress *p, const char *label, int total, const char *unit, const char *units,
+                               bool quiet);
 /* `done` units finished so far (1..total). */
 void stem_progress_update(stem_progress *p, int done);
 /* Same, printed now even on a pipe (the last line before stopping early), ending the line. */

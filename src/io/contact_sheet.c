@@ -4,7 +4,22 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "io/bitmap_font.h"
 #include "io/resize.h"
+
+/* The largest font scale (1..3) at which every label fits a w-pixel column with a pixel
+ * to spare on each side; 1 when one does not fit even then (it is clipped). */
+static int label_scale(const char *const *labels, int n_columns, int w) {
+    int scale = 3;
+    while (scale > 1) {
+        bool fit = true;
+        for (int c = 0; c < n_columns; c++)
+            if (labels[c] && stem_font_text_width(labels[c], scale) + 2 > w) fit = false;
+        if (fit) break;
+        scale--;
+    }
+    return scale;
+}
 
 stem_status stem_contact_sheet_size(int n_columns, int max_rows, int64_t frames, int64_t h, int64_t w, long *sheet_w,
                                     long *sheet_h) {
@@ -21,6 +36,11 @@ stem_status stem_contact_sheet_size(int n_columns, int max_rows, int64_t frames,
 }
 
 stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_columns, int max_rows, stem_image *out) {
+    return stem_contact_sheet_render_labeled(columns, NULL, n_columns, max_rows, out);
+}
+
+stem_status stem_contact_sheet_render_labeled(const stem_tensor *const *columns, const char *const *labels,
+                                              int n_columns, int max_rows, stem_image *out) {
     out->rgb = NULL;
     out->width = out->height = 0;
     if (!columns || n_columns < 1) return stem_fail(STEM_E_ARG, "contact sheet: no columns");
@@ -41,15 +61,32 @@ stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_c
     int rows = max_rows < f ? max_rows : f;
     long sheet_w, sheet_h;
     STEM_TRY(stem_contact_sheet_size(n_columns, max_rows, t0->shape[0], t0->shape[2], t0->shape[3], &sheet_w, &sheet_h));
+    /* labels: a dark strip above the columns, each label centred over its column */
+    const int scale = labels ? label_scale(labels, n_columns, w) : 0;
+    const int strip = labels ? STEM_FONT_H * scale + 2 * (scale + 1) : 0, top = labels ? strip + STEM_SHEET_GAP : 0;
+    if (sheet_h + top > STEM_IMAGE_MAX_DIM)
+        return stem_fail(STEM_E_ARG, "contact sheet: %ldx%ld is larger than %d (fewer rows)", sheet_w, sheet_h + top,
+                         STEM_IMAGE_MAX_DIM);
+    sheet_h += top;
     STEM_TRY(stem_image_new((int)sheet_w, (int)sheet_h, out));
     memset(out->rgb, 128, (size_t)sheet_w * (size_t)sheet_h * 3);
+    if (labels) {
+        memset(out->rgb, 32, (size_t)sheet_w * (size_t)strip * 3);
+        static const uint8_t white[3] = {255, 255, 255};
+        for (int c = 0; c < n_columns; c++) {
+            if (!labels[c]) continue;
+            int x0 = c * (w + STEM_SHEET_GAP), tw = stem_font_text_width(labels[c], scale);
+            int x = tw + 2 <= w ? x0 + (w - tw) / 2 : x0 + 1;
+            stem_font_draw(out, x, scale + 1, x0 + w, labels[c], scale, white);
+        }
+    }
     size_t plane = (size_t)h * (size_t)w;
     for (int r = 0; r < rows; r++) {
         /* evenly from the first to the last frame, rounded to nearest */
         int frame = rows == 1 ? 0 : (int)(((long)r * (f - 1) * 2 + (rows - 1)) / (2L * (rows - 1)));
         for (int c = 0; c < n_columns; c++) {
             const float *src = (const float *)columns[c]->data + (size_t)frame * 3 * plane;
-            int x0 = c * (w + STEM_SHEET_GAP), y0 = r * (h + STEM_SHEET_GAP);
+            int x0 = c * (w + STEM_SHEET_GAP), y0 = top + r * (h + STEM_SHEET_GAP);
             for (int y = 0; y < h; y++) {
                 uint8_t *dst = out->rgb + ((size_t)(y0 + y) * (size_t)sheet_w + (size_t)x0) * 3;
                 for (int x = 0; x < w; x++)
@@ -62,8 +99,13 @@ stem_status stem_contact_sheet_render(const stem_tensor *const *columns, int n_c
 }
 
 stem_status stem_contact_sheet_write(const char *path, const stem_tensor *const *columns, int n_columns, int max_rows) {
+    return stem_contact_sheet_write_labeled(path, columns, NULL, n_columns, max_rows);
+}
+
+stem_status stem_contact_sheet_write_labeled(const char *path, const stem_tensor *const *columns,
+                                             const char *const *labels, int n_columns, int max_rows) {
     stem_image sheet;
-    stem_status s = stem_contact_sheet_render(columns, n_columns, max_rows, &sheet);
+    stem_status s = stem_contact_sheet_render_labeled(columns, labels, n_columns, max_rows, &sheet);
     if (s != STEM_OK) return stem_error_context(s, "%s", path ? path : "contact sheet");
     s = stem_image_write_png(path, &sheet);
     stem_image_free(&sheet);

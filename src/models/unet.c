@@ -232,7 +232,8 @@ static stem_status load_modules(loader *L) {
     return STEM_OK;
 }
 
-stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
+static stem_status unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, bool shapes_only,
+                             stem_unet **out) {
     *out = NULL;
     stem_unet *u = calloc(1, sizeof *u);
     if (!u) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
@@ -245,7 +246,8 @@ stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dt
     }
     u->be = be;
     u->dtype = dtype;
-    s = stem_weights_open(unet_dir, "unet", be, dtype, &u->w);
+    s = shapes_only ? stem_weights_open_shapes(unet_dir, "unet", be, dtype, &u->w)
+                    : stem_weights_open(unet_dir, "unet", be, dtype, &u->w);
     if (s != STEM_OK) {
         free(u);
         return s;
@@ -260,6 +262,14 @@ stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dt
     }
     *out = u;
     return STEM_OK;
+}
+
+stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
+    return unet_load(unet_dir, be, dtype, false, out);
+}
+
+stem_status stem_unet_load_shapes(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
+    return unet_load(unet_dir, be, dtype, true, out);
 }
 
 void stem_unet_free(stem_unet *u) {
@@ -524,6 +534,7 @@ stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem
                                      const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
                                      const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out) {
     static const stem_unet_hooks no_hooks = {.branches = 1};
+    if (u->w.shapes_only) return stem_fail(STEM_E_ARG, "unet: loaded from config.json alone (no weights): it cannot run");
     STEM_TRY(check_inputs(u, sample, n_timesteps, context, out));
     if (slice_frames < 1)
         return stem_fail(STEM_E_ARG, "unet: slice_frames = %lld (must be >= 1)", (long long)slice_frames);

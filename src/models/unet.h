@@ -105,6 +105,9 @@ typedef struct stem_unet stem_unet;
  * placed on `be` once). Errors name the component, tensor and both shapes; weights
  * the config does not use are an error too (a config/weights mismatch never runs). */
 stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out);
+/* The same structure from unet_dir/config.json alone, its weights data-less (no weight
+ * file is read): for sizes and memory plans only; a forward on it is an error. */
+stem_status stem_unet_load_shapes(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out);
 void stem_unet_free(stem_unet *u);
 
 const stem_unet_config *stem_unet_get_config(const stem_unet *u);

@@ -133,6 +133,16 @@ stem_status stem_weights_open_file(const char *path, const char *component, stem
     return s;
 }
 
+stem_status stem_weights_open_shapes(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
+                                     stem_weights *w) {
+    init(w, dir, component, be, dtype);
+    w->shapes_only = true;
+    /* room for every tensor of any UNet stem loads (SD 1.5: 686), so pointers stay valid */
+    stem_status s = stem_tensor_map_reserve(&w->placed, 8192);
+    if (s != STEM_OK) stem_weights_close(w);
+    return s;
+}
+
 bool stem_weights_has(const stem_weights *w, const char *name) { return stem_tensor_map_get(&w->host, name) != NULL; }
 
 static int host_index(const stem_weights *w, const char *name) {
@@ -145,6 +155,12 @@ stem_status stem_weights_get_optional(stem_weights *w, const char *name, int ndi
                                       const stem_tensor **out) {
     *out = NULL;
     stem_tensor *placed = stem_tensor_map_get(&w->placed, name);
+    if (w->shapes_only && !placed) { /* a data-less tensor of the shape asked for */
+        stem_tensor t = {.dtype = w->dtype, .ndim = ndim, .backend = w->be};
+        memcpy(t.shape, shape, (size_t)ndim * sizeof *shape);
+        STEM_TRY(stem_tensor_map_put(&w->placed, name, t));
+        placed = stem_tensor_map_get(&w->placed, name);
+    }
     int idx = host_index(w, name);
     if (idx < 0 && !placed) return STEM_OK;
     const stem_tensor *src = placed ? placed : &w->host.items[idx].tensor;
@@ -214,7 +230,8 @@ void stem_weights_close(stem_weights *w) {
 
 int64_t stem_weights_param_count(const stem_weights *w) {
     int64_t n = 0;
-    for (int i = 0; i < w->host.count; i++) n += stem_numel(&w->host.items[i].tensor);
+    const stem_tensor_map *m = w->shapes_only ? &w->placed : &w->host;
+    for (int i = 0; i < m->count; i++) n += stem_numel(&m->items[i].tensor);
     return n;
 }
 

@@ -21,6 +21,7 @@ typedef struct stem_weights {
     stem_tensor_map placed; /* tensors converted and placed on `be` (owned) */
     unsigned char *used;  /* per host tensor: asked for */
     size_t placed_bytes;
+    bool shapes_only;     /* stem_weights_open_shapes: no files; every tensor asked for exists */
 } stem_weights;
 
 /* Loads `dir` (e.g. model/unet): diffusion_pytorch_model[.fp16].safetensors,
@@ -36,6 +37,11 @@ stem_status stem_weights_open(const char *dir, const char *component, stem_backe
 typedef struct stem_config stem_config;
 stem_status stem_component_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
                                 stem_config *c, stem_weights *w);
+/* A weight set without files, for planning from config.json alone (`stem edit --dry-run`):
+ * every tensor asked for "exists" with the shape asked, its data NULL (nothing may run
+ * on it); stem_weights_param_count counts what was asked for. */
+stem_status stem_weights_open_shapes(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
+                                     stem_weights *w);
 /* Opens one .safetensors file (e.g. a single-file checkpoint). */
 stem_status stem_weights_open_file(const char *path, const char *component, stem_backend *be, stem_dtype dtype,
                                    stem_weights *w);

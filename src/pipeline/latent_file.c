@@ -11,7 +11,7 @@
 #include "io/safetensors.h"
 
 const char *stem_phase_name(stem_phase phase) {
-    return phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction";
+    return phase == STEM_PHASE_INVERSION ? "inversion" : phase == STEM_PHASE_RECONSTRUCTION ? "reconstruction" : "editing";
 }
 
 void stem_fnv1a64_hex(const void *data, size_t n, char hex[17]) {

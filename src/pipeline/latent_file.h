@@ -14,7 +14,7 @@
 #include "core/tensor.h"
 #include "pipeline/invert.h"
 
-const char *stem_phase_name(stem_phase phase); /* "inversion", "reconstruction" */
+const char *stem_phase_name(stem_phase phase); /* "inversion", "reconstruction", "editing" */
 
 /* FNV-1a 64 of n bytes, as 16 hex digits (+ NUL) into hex[17]. */
 void stem_fnv1a64_hex(const void *data, size_t n, char hex[17]);

@@ -44,6 +44,39 @@ fail:
     return s;
 }
 
+stem_status stem_pipeline_load_shapes(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->model_dir, sizeof p->model_dir, "%s", model_dir);
+    p->be = be;
+    p->dtype = dtype;
+    char path[1200];
+    stem_config c;
+    stem_status s;
+    if ((s = component_path(model_dir, "text_encoder/config.json", path, sizeof path)) != STEM_OK ||
+        (s = stem_config_load(path, &c)) != STEM_OK)
+        goto fail;
+    s = stem_clip_text_parse_config(&c, &p->text.cfg);
+    stem_config_free(&c);
+    if (s != STEM_OK) goto fail;
+    if ((s = component_path(model_dir, "unet", path, sizeof path)) != STEM_OK ||
+        (s = stem_unet_load_shapes(path, be, dtype, &p->unet)) != STEM_OK)
+        goto fail;
+    if ((s = component_path(model_dir, "vae/config.json", path, sizeof path)) != STEM_OK ||
+        (s = stem_config_load(path, &c)) != STEM_OK)
+        goto fail;
+    s = stem_vae_parse_config(&c, &p->vae.cfg);
+    stem_config_free(&c);
+    if (s != STEM_OK) goto fail;
+    if ((s = component_path(model_dir, "scheduler/scheduler_config.json", path, sizeof path)) != STEM_OK ||
+        (s = stem_ddim_config_load(path, &p->schedule)) != STEM_OK)
+        goto fail;
+    return STEM_OK;
+fail:
+    stem_error_context(s, "model %s", model_dir);
+    stem_pipeline_free(p);
+    return s;
+}
+
 void stem_pipeline_free(stem_pipeline *p) {
     if (p->tokenizer) stem_tokenizer_free(p->tokenizer);
     if (p->loaded_text) stem_clip_text_free(&p->text);

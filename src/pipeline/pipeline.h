@@ -26,6 +26,11 @@ typedef struct stem_pipeline {
 
 /* Loads every component of the diffusers folder `model_dir`; errors name the component. */
 stem_status stem_pipeline_load(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p);
+/* The components' configs and the UNet's structure only (stem_unet_load_shapes; the text
+ * encoder's and VAE's configs, the scheduler): config.json files suffice, no weight or
+ * tokenizer file is read. For geometry and memory plans (`stem edit --dry-run`); nothing
+ * can run on it. */
+stem_status stem_pipeline_load_shapes(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p);
 void stem_pipeline_free(stem_pipeline *p);
 
 /* context [1, 77, cross_attention_dim] (owned, on the pipeline's backend) for `prompt`;
