@@ -107,10 +107,9 @@ static stem_status encode_prompts(stem_pipeline *p, const edit_args *a, const ed
     return STEM_OK;
 }
 
-/* Where the inversion is or will be made (*make: run it first into `dir`). */
-static stem_status locate_inversion(const edit_args *a, const char *partial, char *dir, size_t len, bool *make) {
+/* Where the inversion is, or where it will be made first (*make). */
+static stem_status locate_inversion(const edit_args *a, char *dir, size_t len, bool *make) {
     struct stat st;
-    *make = false;
     if (a->inversion) {
         snprintf(dir, len, "%s", a->inversion);
         char p2[PATH_MAX + 16];
@@ -122,8 +121,72 @@ static stem_status locate_inversion(const edit_args *a, const char *partial, cha
                              "pass --resume to continue it", a->inversion, a->config, p2);
         return STEM_OK;
     }
-    snprintf(dir, len, "%s/inversion", partial);
-    *make = stat(dir, &st) != 0; /* resuming a run whose inversion is done: reuse it */
+    /* OUT/inversion, made inside OUT.partial; an interrupted run's finished one is reused */
+    snprintf(dir, len, "%s.partial/inversion", a->out);
+    *make = !a->resume || stat(dir, &st) != 0;
+    return STEM_OK;
+}
+
+/* Everything that can be known once the inversion exists, checked before the first step. */
+typedef struct prepared {
+    stem_pipeline p;
+    bool have_pipeline;
+    stem_ddim ddim;
+    stem_frame_geometry g;
+    stem_edit_memory_plan plan;
+    stem_edit_options o;
+} prepared;
+
+static stem_status prepare(const edit_args *a, edit_inversion *inv, stem_backend *be, prepared *pr, edit_report *rep) {
+    const char *model = a->model ? a->model : inv->model;
+    if (!a->quiet) fprintf(stderr, "stem edit: model %s on %s; inversion %s\n", model, be->ops->describe(be), inv->dir);
+    stem_status s = stem_pipeline_load(model, be, a->dtype, &pr->p);
+    if (s != STEM_OK)
+        return a->model ? s : stem_error_context(s, "the model of %s %s (pass --model DIR if it moved)", inv->what, inv->dir);
+    pr->have_pipeline = true;
+    stem_edit_options *o = &pr->o;
+    *o = a->edit;
+    o->steps = inv->steps;
+    STEM_TRY(stem_edit_options_check(o));
+    STEM_TRY(stem_ddim_init(&pr->ddim, &pr->p.schedule, o->steps));
+    stem_frame_geometry *g = &pr->g;
+    STEM_TRY(stem_pipeline_geometry(&pr->p, inv->height, inv->width, g));
+    if (g->out_w != inv->out_w || g->out_h != inv->out_h)
+        return stem_fail(STEM_E_FORMAT, "%s %s: its frames decode to %dx%d, this model decodes %dx%d", inv->what, inv->dir,
+                         inv->out_w, inv->out_h, (int)g->out_w, (int)g->out_h);
+    STEM_TRY(edit_inversion_check_latents(inv, &pr->ddim, pr->p.vae.cfg.latent_channels, g->latent_h, g->latent_w));
+    rep->mem_limit = a->mem_limit ? a->mem_limit : cli_default_mem_limit(be);
+    stem_edit_memory_plan *plan = &pr->plan;
+    STEM_TRY(edit_plan(&pr->p, o, inv->n_frames, inv->width, inv->height, rep->mem_limit, plan));
+    stem_edit_apply_plan(plan, o);
+    if (plan->frames_edited < 1)
+        return stem_fail(STEM_E_ARG, "--drop-tail with --batch-size %lld leaves none of the %d frames",
+                         (long long)o->batch_size, inv->n_frames);
+    if (!a->quiet && (plan->cache_on_host || plan->pivotal_sliced))
+        edit_plan_print(stderr, plan, o, inv->n_frames, inv->width, inv->height, g->latent_h, g->latent_w,
+                        (int)g->out_w, (int)g->out_h, rep->mem_limit);
+    rep->freeu_acts = freeu_acts(&pr->p, &o->freeu);
+    const stem_unet_config *uc = stem_unet_get_config(pr->p.unet);
+    if (o->freeu.enabled && !rep->freeu_acts && !a->quiet)
+        fprintf(stderr, "stem: note: FreeU acts on hidden states of %lld and %lld channels (--freeu-gate); this "
+                "UNet's widths are %d..%d, so it never fires (as in the original on such models)\n",
+                (long long)o->freeu.gate1, (long long)o->freeu.gate2, uc->block_out_channels[0],
+                uc->block_out_channels[uc->levels - 1]);
+    rep->frames_edited = plan->frames_edited;
+    if (plan->frames_edited < inv->n_frames && !a->quiet)
+        fprintf(stderr, "stem edit: --drop-tail: editing %lld of %d frames (a multiple of --batch-size %lld)\n",
+                (long long)plan->frames_edited, inv->n_frames, (long long)o->batch_size);
+    rep->out_w = (int)g->out_w;
+    rep->out_h = (int)g->out_h;
+    rep->no_video = edit_outputs_no_video(rep->out_w, rep->out_h);
+    rep->video = !rep->no_video;
+    if (rep->video) {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/edit.mp4", a->out);
+        STEM_TRY(stem_video_write_check(path, rep->out_w, rep->out_h, a->fps));
+    } else if (!a->quiet) {
+        fprintf(stderr, "stem: note: no edit.mp4 (%s)\n", rep->no_video);
+    }
     return STEM_OK;
 }
 
@@ -136,30 +199,30 @@ int cmd_edit(int argc, char **argv) {
 
     edit_report rep = {.t_start = stem_now_seconds()};
     edit_inversion inv;
+    char inv_dir[PATH_MAX], path[PATH_MAX + 64];
+    char what[PATH_MAX + 32];
+    bool make = false;
+    edit_inversion_what(&a, what, sizeof what);
     stem_status s = cli_output_check(a.out, a.force, a.resume);
-    if (s != STEM_OK) return cli_report(s);
-    /* a finished inversion given: checked before anything is written */
-    if (a.inversion && !(a.inversion_from_config && access(a.inversion, F_OK) != 0)) {
-        if ((s = edit_inversion_read(a.inversion, &inv)) != STEM_OK || (s = edit_inversion_check_args(&inv, &a)) != STEM_OK)
-            return cli_report(s);
+    if (s == STEM_OK) s = locate_inversion(&a, inv_dir, sizeof inv_dir, &make);
+    /* an inversion that exists is checked before anything is written */
+    if (s == STEM_OK && !make) {
+        s = edit_inversion_read(inv_dir, what, &inv);
+        if (s == STEM_OK) s = edit_inversion_check_args(&inv, &a);
     }
+    if (s != STEM_OK) return cli_report(s);
     stem_backend *be;
     if ((rc = cli_open_backend(a.backend, &be)) != 0) return rc;
 
     stem_outdir od = {0};
-    stem_pipeline p;
-    bool have_pipeline = false;
-    stem_ddim ddim = {0};
+    prepared pr = {0};
     stem_tensor ctx[3] = {{0}}, x = {0}, host = {0};
     json_object *options = NULL, *manifest = NULL;
     edit_source src = {.mapped_step = -1};
     edit_state st = {.a = &a, .be = be};
-    stem_edit_memory_plan plan;
-    stem_edit_options o = a.edit;
     edit_metrics metrics = {0};
-    char inv_dir[PATH_MAX], path[PATH_MAX + 64];
-    bool make = false;
     struct stat sb;
+    if (!make && (s = prepare(&a, &inv, be, &pr, &rep)) != STEM_OK) goto fail;
 
     /* the output folder: OUT.partial, renamed to OUT when complete (cli/output_dir.h) */
     if (a.force && !a.resume && stat(a.out, &sb) == 0 && (s = stem_remove_tree(a.out)) != STEM_OK) goto fail;
@@ -171,9 +234,9 @@ int cmd_edit(int argc, char **argv) {
     if (a.resume && od.reused && (s = stem_resume_remove_stale_temps(od.partial, &stale)) != STEM_OK) goto fail;
     if (stale && !a.quiet) fprintf(stderr, "stem edit: removed %d stale temporary file(s) from %s\n", stale, od.partial);
     st.dir = od.partial;
-    if ((s = locate_inversion(&a, od.partial, inv_dir, sizeof inv_dir, &make)) != STEM_OK) goto fail;
-    /* options.json first (it marks the folder as stem's); complete once the inversion is known */
-    options = edit_options_json(&a, make ? NULL : &inv, &o);
+    /* options.json first (it marks the folder as stem's); complete once the inversion and the
+     * plan are known (the late keys, edit_manifest.h) */
+    options = edit_options_json(&a, NULL, &a.edit);
     snprintf(path, sizeof path, "%s/options.json", od.partial);
     if (a.resume && od.reused) {
         if ((s = edit_options_check_resume(od.partial, options)) != STEM_OK) goto fail;
@@ -182,104 +245,51 @@ int cmd_edit(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-
+    rep.inversion_made = !a.inversion || make;
     if (make) {
         double t0 = stem_now_seconds();
         if ((s = edit_inversion_run(&a, inv_dir)) != STEM_OK) goto fail;
         signal(SIGINT, on_signal); /* stem invert installed its own */
         signal(SIGTERM, on_signal);
         rep.t_inversion = stem_now_seconds() - t0;
-        rep.inversion_made = true;
-        if ((s = edit_inversion_read(inv_dir, &inv)) != STEM_OK || (s = edit_inversion_check_args(&inv, &a)) != STEM_OK)
+        if ((s = edit_inversion_read(inv_dir, what, &inv)) != STEM_OK || (s = edit_inversion_check_args(&inv, &a)) != STEM_OK ||
+            (s = prepare(&a, &inv, be, &pr, &rep)) != STEM_OK)
             goto fail;
-    } else if (!a.inversion) {
-        if ((s = edit_inversion_read(inv_dir, &inv)) != STEM_OK) goto fail; /* made by the interrupted run */
-        rep.inversion_made = true;
     }
     if (interrupted) {
         s = stem_fail(STEM_E_IO, "interrupted before editing; run the same command with --resume to continue");
         goto fail;
     }
-
-    /* the model, the steps, the inversion's latents, the memory plan */
-    const char *model = a.model ? a.model : inv.model;
-    if (!a.quiet) fprintf(stderr, "stem edit: model %s on %s; inversion %s\n", model, be->ops->describe(be), inv.dir);
-    if ((s = stem_pipeline_load(model, be, a.dtype, &p)) != STEM_OK) {
-        if (!a.model) stem_error_context(s, "the model of --inversion %s (pass --model DIR if it moved)", inv.dir);
-        goto fail;
-    }
-    have_pipeline = true;
-    o.steps = inv.steps;
-    if ((s = stem_edit_options_check(&o)) != STEM_OK) goto fail;
-    if ((s = stem_ddim_init(&ddim, &p.schedule, o.steps)) != STEM_OK) goto fail;
-    st.ddim = &ddim;
-    stem_frame_geometry g;
-    if ((s = stem_pipeline_geometry(&p, inv.height, inv.width, &g)) != STEM_OK) goto fail;
-    if (g.out_w != inv.out_w || g.out_h != inv.out_h) {
-        s = stem_fail(STEM_E_FORMAT, "--inversion %s: its frames decode to %dx%d, this model decodes %dx%d", inv.dir,
-                      inv.out_w, inv.out_h, (int)g.out_w, (int)g.out_h);
-        goto fail;
-    }
-    if ((s = edit_inversion_check_latents(&inv, &ddim, p.vae.cfg.latent_channels, g.latent_h, g.latent_w)) != STEM_OK)
-        goto fail;
-    rep.mem_limit = a.mem_limit ? a.mem_limit : cli_default_mem_limit(be);
-    if ((s = edit_plan(&p, &o, inv.n_frames, inv.width, inv.height, rep.mem_limit, &plan)) != STEM_OK) goto fail;
-    stem_edit_apply_plan(&plan, &o);
-    if (!a.quiet && (plan.cache_on_host || plan.pivotal_sliced))
-        edit_plan_print(stderr, &plan, &o, inv.n_frames, inv.width, inv.height, g.latent_h, g.latent_w, (int)g.out_w,
-                        (int)g.out_h, rep.mem_limit);
-    rep.freeu_acts = freeu_acts(&p, &o.freeu);
-    if (o.freeu.enabled && !rep.freeu_acts && !a.quiet)
-        fprintf(stderr, "stem: note: FreeU acts on hidden states of %lld and %lld channels (--freeu-gate); this "
-                "UNet's widths are %d..%d, so it never fires (as in the original on such models)\n",
-                (long long)o.freeu.gate1, (long long)o.freeu.gate2, stem_unet_get_config(p.unet)->block_out_channels[0],
-                stem_unet_get_config(p.unet)->block_out_channels[stem_unet_get_config(p.unet)->levels - 1]);
-    rep.frames_edited = plan.frames_edited;
-    if (plan.frames_edited < inv.n_frames && !a.quiet)
-        fprintf(stderr, "stem edit: --drop-tail: editing %lld of %d frames (a multiple of --batch-size %lld)\n",
-                (long long)plan.frames_edited, inv.n_frames, (long long)o.batch_size);
-    if (plan.frames_edited < 1) {
-        s = stem_fail(STEM_E_ARG, "--drop-tail with --batch-size %lld leaves none of the %d frames", (long long)o.batch_size,
-                      inv.n_frames);
-        goto fail;
-    }
+    st.ddim = &pr.ddim;
+    stem_pipeline *p = &pr.p;
+    const stem_edit_options *o = &pr.o;
+    const stem_frame_geometry *g = &pr.g;
     /* the complete options: checked against an interrupted run's, then written */
     json_object_put(options);
-    options = edit_options_json(&a, &inv, &o);
+    options = edit_options_json(&a, &inv, o);
     if (a.resume && od.reused && (s = edit_options_check_resume(od.partial, options)) != STEM_OK) goto fail;
     if ((s = write_json(path, options)) != STEM_OK) goto fail;
     snprintf(path, sizeof path, "%s/latents", od.partial);
     if ((s = stem_mkdirs(path)) != STEM_OK) goto fail;
-    rep.out_w = (int)g.out_w;
-    rep.out_h = (int)g.out_h;
-    rep.no_video = edit_outputs_no_video(rep.out_w, rep.out_h);
-    rep.video = !rep.no_video;
-    if (rep.video) {
-        snprintf(path, sizeof path, "%s/edit.mp4", a.out);
-        if ((s = stem_video_write_check(path, rep.out_w, rep.out_h, a.fps)) != STEM_OK) goto fail;
-    } else if (!a.quiet) {
-        fprintf(stderr, "stem: note: no edit.mp4 (%s)\n", rep.no_video);
-    }
-
     /* the prompts, x_T (or the resume point), the editing loop */
-    if ((s = encode_prompts(&p, &a, &inv, ctx, rep.prompt_truncated)) != STEM_OK) goto fail;
-    int64_t lshape[4] = {plan.frames_edited, p.vae.cfg.latent_channels, g.latent_h, g.latent_w};
+    if ((s = encode_prompts(p, &a, &inv, ctx, rep.prompt_truncated)) != STEM_OK) goto fail;
+    int64_t lshape[4] = {pr.plan.frames_edited, p->vae.cfg.latent_channels, g->latent_h, g->latent_w};
     if ((s = stem_tensor_new(be, a.dtype, 4, lshape, &x)) != STEM_OK) goto fail;
-    edit_source_init(&src, &inv, &ddim);
+    edit_source_init(&src, &inv, &pr.ddim);
     int last = -1;
-    if (a.resume && (s = edit_latents_resume_point(od.partial, &ddim, &x, &last)) != STEM_OK) goto fail;
-    if (last < 0 && (s = edit_latents_initial(&p, &inv, &src, o.batch_size, &x, &rep.t_encode)) != STEM_OK) goto fail;
+    if (a.resume && (s = edit_latents_resume_point(od.partial, &pr.ddim, &x, &last)) != STEM_OK) goto fail;
+    if (last < 0 && (s = edit_latents_initial(p, &inv, &src, o->batch_size, &x, &rep.t_encode)) != STEM_OK) goto fail;
     st.first_step = rep.first_step = last + 1;
-    if (a.resume && od.reused && !a.quiet) fprintf(stderr, "stem edit: resuming after editing step %d/%d\n", last + 1, o.steps);
+    if (a.resume && od.reused && !a.quiet) fprintf(stderr, "stem edit: resuming after editing step %d/%d\n", last + 1, o->steps);
     const char *stop = getenv("STEM_EDIT_TEST_INTERRUPT_AFTER_STEP");
     st.stop_after = stop ? atoi(stop) : 0;
     const stem_edit_inputs in = {.source = edit_source_read, .source_user = &src, .context_source = &ctx[0],
                                  .context_negative = &ctx[1], .context_target = &ctx[2]};
     double t0 = stem_now_seconds();
-    if (st.first_step < o.steps) {
-        stem_progress_begin_units(&st.progress, "editing", (o.steps - st.first_step) * (int)(plan.chunks + 1), "pass",
+    if (st.first_step < o->steps) {
+        stem_progress_begin_units(&st.progress, "editing", (o->steps - st.first_step) * (int)(pr.plan.chunks + 1), "pass",
                                   "passes (per step: 1 pivotal + 1 per chunk)", a.quiet);
-        if ((s = stem_edit_latents(&p, &in, &o, st.first_step, &x, NULL, on_step, &st)) != STEM_OK) goto fail;
+        if ((s = stem_edit_latents(p, &in, o, st.first_step, &x, NULL, on_step, &st)) != STEM_OK) goto fail;
         stem_progress_end(&st.progress);
     }
     rep.t_edit = stem_now_seconds() - t0;
@@ -288,7 +298,7 @@ int cmd_edit(int argc, char **argv) {
 
     /* decode, then frames, video, sheet, metrics, manifest */
     t0 = stem_now_seconds();
-    if ((s = edit_latents_decode(&p, &x, o.batch_size, g.out_h, g.out_w, &host)) != STEM_OK) goto fail;
+    if ((s = edit_latents_decode(p, &x, o->batch_size, g->out_h, g->out_w, &host)) != STEM_OK) goto fail;
     rep.t_decode = stem_now_seconds() - t0;
     sample_device_memory(&st);
     t0 = stem_now_seconds();
@@ -301,12 +311,12 @@ int cmd_edit(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/sheet.png", od.partial);
     if ((s = edit_outputs_compare(&inv, &host, path, &metrics)) != STEM_OK) goto fail;
     rep.t_outputs = stem_now_seconds() - t0;
-    rep.p = &p;
+    rep.p = p;
     rep.inv = &inv;
     char final_inv[PATH_MAX + 16];
     snprintf(final_inv, sizeof final_inv, "%s/inversion", a.out);
     rep.inversion_path = a.inversion ? inv.dir : final_inv;
-    rep.plan = &plan;
+    rep.plan = &pr.plan;
     rep.metrics = &metrics;
     rep.device_peak = st.device_peak;
     manifest = edit_manifest_json(&a, options, &rep);
@@ -317,12 +327,12 @@ int cmd_edit(int argc, char **argv) {
     printf("temporal MAD vs input: edit %.5f, reconstruction %.5f (mean |frame difference|: input %.5f, edit %.5f)\n",
            metrics.temporal_edit, metrics.temporal_reconstruction, metrics.flicker_input, metrics.flicker_edit);
     printf("wrote %s: frames/edit/ (%lld frames), %ssheet.png (input | reconstruction | edit), latents/, manifest.json"
-           "%s in %.1f s\n", a.out, (long long)plan.frames_edited, rep.video ? "edit.mp4, " : "",
-           rep.inversion_made && !a.inversion ? ", inversion/" : "", stem_now_seconds() - rep.t_start);
-    if (rep.inversion_made && !a.inversion)
+           "%s in %.1f s\n", a.out, (long long)pr.plan.frames_edited, rep.video ? "edit.mp4, " : "",
+           !a.inversion ? ", inversion/" : "", stem_now_seconds() - rep.t_start);
+    if (!a.inversion)
         printf("another edit of the same video reuses the inversion: stem edit --inversion %s/inversion --prompt ...\n",
                a.out);
-    if (strstr(p.model_dir, "refdata/models/shapes-sd1"))
+    if (strstr(p->model_dir, "refdata/models/shapes-sd1"))
         printf("this was the bundled tiny model (trained on 64x64 synthetic shapes; it hardly follows text): for real "
                "videos pass --model DIR with Stable Diffusion 1.5 or 2.1-base (or set STEM_MODEL)\n");
     rc = 0;
@@ -335,11 +345,11 @@ done:
     if (options) json_object_put(options);
     if (manifest) json_object_put(manifest);
     edit_source_free(&src);
-    stem_ddim_free(&ddim);
+    stem_ddim_free(&pr.ddim);
     for (int i = 0; i < 3; i++) stem_tensor_free(&ctx[i]);
     stem_tensor_free(&x);
     stem_tensor_free(&host);
-    if (have_pipeline) stem_pipeline_free(&p);
+    if (pr.have_pipeline) stem_pipeline_free(&pr.p);
     stem_outdir_free(&od);
     stem_backend_close(be);
     return rc;

@@ -168,6 +168,11 @@ static int parse_gate(const char *v, int64_t *g1, int64_t *g2) {
     return 0;
 }
 
+void edit_inversion_what(const edit_args *a, char *buf, size_t len) {
+    if (a->inversion_from_config) snprintf(buf, len, "latents_path (%s)", a->config);
+    else snprintf(buf, len, "%s", a->inversion ? "--inversion" : "the inversion");
+}
+
 void edit_note_to_stderr(void *user, const char *message) {
     if (!*(const bool *)user) fprintf(stderr, "stem: note: %s\n", message);
 }
@@ -202,10 +207,42 @@ static int apply_config(edit_args *a, bool prompt_set, bool negative_set, bool o
     if (!f_t_set && stem_yaml_config_has(&c, STEM_CFG_PNP_F_T)) a->edit.pnp_f_t = c.pnp_f_t;
     if (!a->batch_set && stem_yaml_config_has(&c, STEM_CFG_BATCH_SIZE)) a->edit.batch_size = c.batch_size;
     if (!a->seed_set && stem_yaml_config_has(&c, STEM_CFG_SEED)) a->edit.seed = (uint64_t)c.seed;
+    /* what the inversion must match (stem invert --config reads the same keys) */
+#define FROM_CONFIG(field, name_field, slot, key)                                                           \
+    do {                                                                                                   \
+        snprintf(a->names_buf[slot], sizeof a->names_buf[slot], "%s (%s)", key, a->config);                \
+        a->name_field = a->names_buf[slot];                                                                \
+    } while (0)
     if (!a->steps && stem_yaml_config_has(&c, STEM_CFG_N_TIMESTEPS)) {
         a->steps = c.n_timesteps;
-        snprintf(a->steps_name_buf, sizeof a->steps_name_buf, "n_timesteps (%s)", a->config);
-        a->steps_name = a->steps_name_buf;
+        FROM_CONFIG(steps, steps_name, 0, "n_timesteps");
+    }
+    if (!a->n_frames && stem_yaml_config_has(&c, STEM_CFG_N_FRAMES) && c.n_frames > 0) {
+        a->n_frames = c.n_frames;
+        FROM_CONFIG(n_frames, n_frames_name, 1, "n_frames");
+    }
+    if (!a->width && stem_yaml_config_has(&c, STEM_CFG_WIDTH)) {
+        a->width = c.width;
+        FROM_CONFIG(width, width_name, 2, "width");
+    }
+    if (!a->height && stem_yaml_config_has(&c, STEM_CFG_HEIGHT)) {
+        a->height = c.height;
+        FROM_CONFIG(height, height_name, 3, "height");
+    }
+    if (!a->frames && c.data_path) {
+        snprintf(a->frames_buf, sizeof a->frames_buf, "%s", c.data_path);
+        a->frames = a->frames_buf;
+        FROM_CONFIG(frames, frames_name, 4, "data_path");
+    }
+    if (!a->inversion_prompt && c.inversion_prompt) {
+        snprintf(a->inversion_prompt_buf, sizeof a->inversion_prompt_buf, "%s", c.inversion_prompt);
+        a->inversion_prompt = a->inversion_prompt_buf;
+        FROM_CONFIG(inversion_prompt, inversion_prompt_name, 5, "inversion_prompt");
+    }
+#undef FROM_CONFIG
+    if (!a->backend_set && c.device && !strncmp(c.device, "cuda", 4)) {
+        a->backend = "cuda"; /* as stem invert --config does */
+        if (inv_flag(a, "--backend", "cuda")) return 2;
     }
     if (!out_set && c.output_path) {
         snprintf(a->out_buf, sizeof a->out_buf, "%s", c.output_path);
@@ -255,18 +292,29 @@ int edit_parse_args(int argc, char **argv, edit_args *a) {
         else if (!strcmp(f, "--out")) { TAKES_VALUE(); a->out = v; out_set = true; }
         else if (!strcmp(f, "--config")) { TAKES_VALUE(); a->config = v; rc = inv_flag(a, f, v); }
         else if (!strcmp(f, "--model")) { TAKES_VALUE(); a->model = v; rc = inv_flag(a, f, v); }
-        else if (!strcmp(f, "--frames")) { TAKES_VALUE(); a->frames = v; rc = inv_flag(a, f, v); }
-        else if (!strcmp(f, "--inversion-prompt")) { TAKES_VALUE(); a->inversion_prompt = v; rc = inv_flag(a, "--prompt", v); }
-        else if (!strcmp(f, "--attention")) { TAKES_VALUE(); a->attention = v; rc = inv_flag(a, f, v); }
-        else if (!strcmp(f, "--em-scope")) { TAKES_VALUE(); a->em_scope = v; rc = inv_flag(a, f, v); }
+        else if (!strcmp(f, "--frames")) {
+            TAKES_VALUE();
+            a->frames = v, a->frames_name = f, a->inversion_flags = true;
+            rc = inv_flag(a, f, v);
+        } else if (!strcmp(f, "--inversion-prompt")) {
+            TAKES_VALUE();
+            a->inversion_prompt = v, a->inversion_prompt_name = f, a->inversion_flags = true;
+            rc = inv_flag(a, "--prompt", v);
+        } else if (!strcmp(f, "--attention") || !strcmp(f, "--em-scope")) {
+            TAKES_VALUE();
+            if (f[2] == 'a') a->attention = v;
+            else a->em_scope = v;
+            a->inversion_flags = true;
+            rc = inv_flag(a, f, v);
+        }
         else if (!strcmp(f, "--n-frames")) {
             TAKES_VALUE();
-            if (!(rc = parse_int_flag(f, v, 1, 100000, &n))) a->n_frames = (int)n, rc = inv_flag(a, f, v);
+            if (!(rc = parse_int_flag(f, v, 1, 100000, &n))) a->n_frames = (int)n, a->n_frames_name = f, rc = inv_flag(a, f, v);
         } else if (!strcmp(f, "--width") || !strcmp(f, "--height")) {
             TAKES_VALUE();
             if (!(rc = parse_int_flag(f, v, 8, 8192, &n))) {
-                if (f[2] == 'w') a->width = (int)n;
-                else a->height = (int)n;
+                if (f[2] == 'w') a->width = (int)n, a->width_name = f;
+                else a->height = (int)n, a->height_name = f;
                 rc = inv_flag(a, f, v);
             }
         } else if (!strcmp(f, "--steps")) {
@@ -325,7 +373,7 @@ int edit_parse_args(int argc, char **argv, edit_args *a) {
         } else if (!strcmp(f, "--mem-limit")) {
             TAKES_VALUE();
             if (!(rc = parse_size_flag(f, v, &a->mem_limit))) rc = inv_flag(a, f, v);
-        } else if (!strcmp(f, "--backend")) { TAKES_VALUE(); a->backend = v; rc = inv_flag(a, f, v); }
+        } else if (!strcmp(f, "--backend")) { TAKES_VALUE(); a->backend = v, a->backend_set = true; rc = inv_flag(a, f, v); }
         else if (!strcmp(f, "--dtype")) {
             TAKES_VALUE();
             if (!strcmp(v, "f32")) a->dtype = STEM_F32;
@@ -351,11 +399,12 @@ int edit_parse_args(int argc, char **argv, edit_args *a) {
         int rc = apply_config(a, prompt_set, negative_set, out_set, inversion_set, guidance_set, attn_t_set, f_t_set);
         if (rc) return rc;
     }
-    if (a->inversion && (a->frames || a->inversion_prompt || a->attention || a->em_scope) && !a->inversion_from_config) {
+    if (a->inversion && a->inversion_flags && !a->inversion_from_config) {
         fprintf(stderr, "stem edit: --inversion %s is a finished inversion: %s would make another; drop it, or drop "
                 "--inversion to invert first\n", a->inversion,
-                a->frames ? "--frames" : a->inversion_prompt ? "--inversion-prompt" : a->attention ? "--attention"
-                                                                                                     : "--em-scope");
+                a->frames_name && a->frames_name[0] == '-' ? "--frames"
+                : a->inversion_prompt_name && a->inversion_prompt_name[0] == '-' ? "--inversion-prompt"
+                : a->attention ? "--attention" : "--em-scope");
         return 2;
     }
     if (!a->prompt) {
@@ -375,6 +424,7 @@ int edit_parse_args(int argc, char **argv, edit_args *a) {
         }
         if (!a->frames && !a->inversion_prompt) {
             a->inversion_prompt = DEFAULT_INVERSION_PROMPT;
+            a->inversion_prompt_name = "the default --inversion-prompt";
             if (inv_flag(a, "--prompt", a->inversion_prompt)) return 2;
         }
         if (!a->inversion_prompt) {

@@ -21,9 +21,11 @@ typedef struct edit_args {
      * (NULL / 0 when not given) */
     const char *model, *frames, *inversion_prompt, *attention, *em_scope;
     int n_frames, width, height, steps;
-    const char *steps_name; /* "--steps" or "n_timesteps (FILE)": what set `steps`, for messages */
+    /* what set each of them, for messages: "--steps" or "n_timesteps (FILE.yaml)" */
+    const char *steps_name, *frames_name, *n_frames_name, *width_name, *height_name, *inversion_prompt_name;
+    bool inversion_flags; /* --frames, --inversion-prompt, --attention or --em-scope given */
     stem_edit_options edit;  /* steps is filled from the inversion */
-    bool seed_set, bases_set, em_iters_set, batch_set;
+    bool seed_set, bases_set, em_iters_set, batch_set, backend_set;
     int threads, fps;
     size_t mem_limit; /* bytes for UNet activations and caches; 0 = default */
     stem_dtype dtype;
@@ -33,12 +35,17 @@ typedef struct edit_args {
     int inv_argc;
     const char *inv_argv[EDIT_INV_ARGV_MAX];
     char model_buf[PATH_MAX], out_buf[PATH_MAX], inversion_buf[PATH_MAX], prompt_buf[4096], negative_buf[4096];
-    char steps_name_buf[PATH_MAX + 32];
+    char names_buf[6][PATH_MAX + 32];
+    char frames_buf[PATH_MAX], inversion_prompt_buf[4096];
 } edit_args;
 
 /* 0: run with *a; -1: --help was printed (exit 0); > 0: the exit status of a usage
  * error already printed. */
 int edit_parse_args(int argc, char **argv, edit_args *a);
+
+/* How messages name the inversion folder: "--inversion", "latents_path (X.yaml)", or
+ * "the inversion" (the one stem edit makes in OUT/inversion). */
+void edit_inversion_what(const edit_args *a, char *buf, size_t len);
 
 /* A stem_note_fn printing "stem: note: ..." unless *(const bool *)user (quiet). */
 void edit_note_to_stderr(void *user, const char *message);

@@ -48,34 +48,36 @@ static stem_status get_int(json_object *o, const char *path, const char *key, in
     return STEM_OK;
 }
 
-stem_status edit_inversion_read(const char *dir, edit_inversion *inv) {
+stem_status edit_inversion_read(const char *dir, const char *what, edit_inversion *inv) {
     memset(inv, 0, sizeof *inv);
+    snprintf(inv->what, sizeof inv->what, "%s", what);
+    const char *W = inv->what;
     if (snprintf(inv->dir, sizeof inv->dir, "%s", dir) >= (int)sizeof inv->dir)
-        return stem_fail(STEM_E_ARG, "--inversion: the path is too long");
+        return stem_fail(STEM_E_ARG, "%s: the path is too long", W);
     char path[PATH_MAX + 32];
     struct stat st;
     if (stat(dir, &st) != 0) {
         snprintf(path, sizeof path, "%s.partial", dir);
         if (stat(path, &st) == 0)
-            return stem_fail(STEM_E_ARG, "--inversion %s is not finished: %s holds an interrupted stem invert; "
-                             "complete it with the same `stem invert` command and --resume", dir, path);
-        return stem_fail(STEM_E_ARG, "--inversion %s: no such folder (it should be what `stem invert --out %s` "
-                         "wrote)", dir, dir);
+            return stem_fail(STEM_E_ARG, "%s %s is not finished: %s holds an interrupted stem invert; "
+                             "complete it with the same `stem invert` command and --resume", W, dir, path);
+        return stem_fail(STEM_E_ARG, "%s %s: no such folder (it should be what `stem invert --out %s` "
+                         "wrote)", W, dir, dir);
     }
-    if (!S_ISDIR(st.st_mode)) return stem_fail(STEM_E_ARG, "--inversion %s is not a folder", dir);
+    if (!S_ISDIR(st.st_mode)) return stem_fail(STEM_E_ARG, "%s %s is not a folder", W, dir);
     json_object *options = NULL, *manifest = read_json(dir, "manifest.json", path, sizeof path), *v, *w;
     stem_status s = STEM_OK;
     if (!manifest) {
         bool has_options = (options = read_json(dir, "options.json", path, sizeof path)) != NULL;
-        s = stem_fail(STEM_E_ARG, "--inversion %s has no readable manifest.json: %s", dir,
+        s = stem_fail(STEM_E_ARG, "%s %s has no readable manifest.json: %s", W, dir,
                       has_options ? "an unfinished stem invert (the manifest is written last); finish it with "
                                     "--resume" : "not a `stem invert` output");
         goto done;
     }
     if (!json_object_object_get_ex(manifest, "tool", &v) || !json_object_is_type(v, json_type_string) ||
         strncmp(json_object_get_string(v), "stem invert", 11) != 0) {
-        s = stem_fail(STEM_E_ARG, "--inversion %s: manifest.json was not written by `stem invert` (its \"tool\" is "
-                      "%s)", dir, v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "missing");
+        s = stem_fail(STEM_E_ARG, "%s %s: manifest.json was not written by `stem invert` (its \"tool\" is "
+                      "%s)", W, dir, v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "missing");
         goto done;
     }
     if (json_object_object_get_ex(manifest, "model", &v) && json_object_object_get_ex(v, "fingerprint_fnv1a64", &w) &&
@@ -90,7 +92,7 @@ stem_status edit_inversion_read(const char *dir, edit_inversion *inv) {
         goto done;
     }
     if (!(options = read_json(dir, "options.json", path, sizeof path))) {
-        s = stem_fail(STEM_E_FORMAT, "--inversion %s has no readable options.json", dir);
+        s = stem_fail(STEM_E_FORMAT, "%s %s has no readable options.json", W, dir);
         goto done;
     }
     if ((s = get_string(options, path, "model", inv->model, sizeof inv->model)) != STEM_OK ||
@@ -107,7 +109,7 @@ stem_status edit_inversion_read(const char *dir, edit_inversion *inv) {
         goto done;
     snprintf(path, sizeof path, "%s/frames/input", dir);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        s = stem_fail(STEM_E_FORMAT, "--inversion %s has no frames/input (the frames it inverted)", dir);
+        s = stem_fail(STEM_E_FORMAT, "%s %s has no frames/input (the frames it inverted)", W, dir);
 done:
     if (options) json_object_put(options);
     if (manifest) json_object_put(manifest);
@@ -124,33 +126,40 @@ static bool same_path(const char *a, const char *b) {
 }
 
 stem_status edit_inversion_check_args(const edit_inversion *inv, const edit_args *a) {
-    const char *d = inv->dir;
+    const char *d = inv->dir, *W = inv->what;
     if (a->model) {
         char fp[17];
         STEM_TRY(stem_model_fingerprint(a->model, fp));
         if (!inv->fingerprint[0])
-            return stem_fail(STEM_E_ARG, "--inversion %s: its manifest.json has no model fingerprint to compare "
-                             "--model %s with", d, a->model);
+            return stem_fail(STEM_E_ARG, "%s %s: its manifest.json has no model fingerprint to compare "
+                             "--model %s with", W, d, a->model);
         if (strcmp(fp, inv->fingerprint))
-            return stem_fail(STEM_E_ARG, "--model %s (fingerprint %s) is not the model of --inversion %s (%s, "
-                             "fingerprint %s): invert with this model, or drop --model", a->model, fp, d, inv->model,
+            return stem_fail(STEM_E_ARG, "--model %s (fingerprint %s) is not the model of %s %s (%s, "
+                             "fingerprint %s): invert with this model, or drop --model", a->model, fp, W, d, inv->model,
                              inv->fingerprint);
     }
     if (a->frames && !same_path(a->frames, inv->frames))
-        return stem_fail(STEM_E_ARG, "--frames %s: --inversion %s inverted %s", a->frames, d, inv->frames);
+        return stem_fail(STEM_E_ARG, "%s %s: %s %s inverted %s", a->frames_name, a->frames, W, d, inv->frames);
     if (a->n_frames && a->n_frames != inv->n_frames)
-        return stem_fail(STEM_E_ARG, "--n-frames %d: --inversion %s has %d frames", a->n_frames, d, inv->n_frames);
-    if ((a->width && a->width != inv->width) || (a->height && a->height != inv->height))
-        return stem_fail(STEM_E_ARG, "%s %d: --inversion %s is %dx%d", a->width && a->width != inv->width ? "--width"
-                         : "--height", a->width && a->width != inv->width ? a->width : a->height, d, inv->width,
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d frames", a->n_frames_name, a->n_frames, W, d,
+                         inv->n_frames);
+    if (a->width && a->width != inv->width)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->width_name, a->width, W, d, inv->width,
+                         inv->height);
+    if (a->height && a->height != inv->height)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->height_name, a->height, W, d, inv->width,
                          inv->height);
     if (a->steps && a->steps != inv->steps)
-        return stem_fail(STEM_E_ARG, "%s %d: --inversion %s has %d steps, and an edit samples on the inversion's "
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d steps, and an edit samples on the inversion's "
                          "timesteps; invert with %d steps, or drop it", a->steps_name ? a->steps_name : "--steps",
-                         a->steps, d, inv->steps, a->steps);
+                         a->steps, W, d, inv->steps, a->steps);
     if (a->inversion_prompt && strcmp(a->inversion_prompt, inv->prompt))
-        return stem_fail(STEM_E_ARG, "--inversion-prompt \"%s\": --inversion %s was inverted with \"%s\"",
-                         a->inversion_prompt, d, inv->prompt);
+        return stem_fail(STEM_E_ARG, "%s \"%s\": %s %s was inverted with \"%s\"", a->inversion_prompt_name,
+                         a->inversion_prompt, W, d, inv->prompt);
+    if (a->attention && strcmp(a->attention, inv->attention))
+        return stem_fail(STEM_E_ARG, "--attention %s: %s %s used %s", a->attention, W, d, inv->attention);
+    if (a->em_scope && strcmp(a->em_scope, inv->em_scope))
+        return stem_fail(STEM_E_ARG, "--em-scope %s: %s %s used %s", a->em_scope, W, d, inv->em_scope);
     return STEM_OK;
 }
 
@@ -163,8 +172,8 @@ stem_status edit_inversion_check_latents(edit_inversion *inv, const stem_ddim *d
     for (int i = 0; i < ddim->steps; i++) {
         edit_inversion_latents_path(inv, ddim, i, path, sizeof path);
         if (access(path, F_OK) != 0)
-            return stem_fail(STEM_E_FORMAT, "--inversion %s: the latents of inversion step %d of %d are missing (%s)",
-                             inv->dir, i + 1, ddim->steps, path);
+            return stem_fail(STEM_E_FORMAT, "%s %s: the latents of inversion step %d of %d are missing (%s)",
+                             inv->what, inv->dir, i + 1, ddim->steps, path);
         stem_tensor_map m;
         STEM_TRY(stem_safetensors_inspect(path, &m));
         stem_tensor *t = stem_tensor_map_get(&m, "latents");

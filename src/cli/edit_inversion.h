@@ -25,6 +25,7 @@
 
 typedef struct edit_inversion {
     char dir[PATH_MAX];
+    char what[PATH_MAX + 32]; /* how messages name it: "--inversion", "latents_path (X.yaml)" */
     char model[PATH_MAX];   /* options.json's model */
     char fingerprint[17];   /* manifest.json's model fingerprint ("" when absent) */
     char frames[PATH_MAX], prompt[4096], attention[32], em_scope[32], backend[32], dtype[8];
@@ -36,7 +37,7 @@ typedef struct edit_inversion {
 /* Reads DIR's options.json and manifest.json. Errors (STEM_E_ARG / STEM_E_FORMAT) name
  * DIR and what is wrong: missing, an interrupted run (DIR.partial), no manifest, not
  * written by stem invert, a key missing. */
-stem_status edit_inversion_read(const char *dir, edit_inversion *inv);
+stem_status edit_inversion_read(const char *dir, const char *what, edit_inversion *inv);
 
 /* The flags of `a` that an existing inversion must match (model by fingerprint, frame
  * count, size, steps); STEM_E_ARG naming the flag, both values and DIR otherwise. */

@@ -72,16 +72,25 @@ json_object *edit_options_json(const edit_args *a, const edit_inversion *inv, co
 stem_status edit_options_check_resume(const char *dir, json_object *now) {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/options.json", dir);
-    json_object *old = json_object_from_file(path);
+    json_object *old = json_object_from_file(path), *a = NULL, *b = NULL;
     if (!old) return stem_fail(STEM_E_ARG, "--resume: %s has no readable options.json; start over with --force", dir);
-    json_object *cmp = NULL;
-    json_object_deep_copy(now, &cmp, NULL);
+    if (!json_object_is_type(old, json_type_object)) {
+        json_object_put(old);
+        return stem_fail(STEM_E_FORMAT, "--resume: %s is not a JSON object; start over with --force", path);
+    }
+    /* a late key is compared only when both sides have it */
+    json_object_deep_copy(old, &a, NULL);
+    json_object_deep_copy(now, &b, NULL);
     static const char *const late[] = EDIT_LATE_KEYS;
-    for (size_t i = 0; cmp && json_object_is_type(old, json_type_object) && i < sizeof late / sizeof late[0]; i++)
-        if (!json_object_object_get_ex(old, late[i], NULL)) json_object_object_del(cmp, late[i]);
-    stem_status s = cmp ? stem_resume_compare_options(path, old, cmp) : stem_fail(STEM_E_NOMEM, "out of memory");
+    for (size_t i = 0; a && b && i < sizeof late / sizeof late[0]; i++)
+        if (!json_object_object_get_ex(a, late[i], NULL) || !json_object_object_get_ex(b, late[i], NULL)) {
+            json_object_object_del(a, late[i]);
+            json_object_object_del(b, late[i]);
+        }
+    stem_status s = a && b ? stem_resume_compare_options(path, a, b) : stem_fail(STEM_E_NOMEM, "out of memory");
     json_object_put(old);
-    if (cmp) json_object_put(cmp);
+    if (a) json_object_put(a);
+    if (b) json_object_put(b);
     return s;
 }
 

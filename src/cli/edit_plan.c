@@ -86,7 +86,9 @@ static int probe(edit_args *a, dry_input *in, edit_inversion *inv) {
     if (a->inversion) {
         struct stat st;
         if (stat(a->inversion, &st) == 0 || !a->inversion_from_config) {
-            if ((s = edit_inversion_read(a->inversion, inv)) != STEM_OK || (s = edit_inversion_check_args(inv, a)) != STEM_OK)
+            char what[PATH_MAX + 32];
+            edit_inversion_what(a, what, sizeof what);
+            if ((s = edit_inversion_read(a->inversion, what, inv)) != STEM_OK || (s = edit_inversion_check_args(inv, a)) != STEM_OK)
                 return cli_report(s);
             *in = (dry_input){.model = a->model ? a->model : inv->model, .frames = inv->n_frames, .width = inv->width,
                               .height = inv->height, .steps = inv->steps};
