@@ -11,6 +11,7 @@
 #include "cli/invert_memory.h"
 #include "io/frames.h"
 #include "pipeline/invert.h"
+#include "stem/stem_attention.h"
 
 edit_size_text edit_size_str(double bytes) {
     edit_size_text t;
@@ -45,29 +46,29 @@ void edit_plan_print(FILE *f, const stem_edit_memory_plan *plan, const stem_edit
             (long long)latent_h, (long long)plan->frames_edited, stem_edit_tail_name(o->tail),
             (long long)o->batch_size, (long long)plan->chunks, (long long)plan->keyframes,
             edit_size_str((double)limit).s);
-    fprintf(f, "  %-7s %-62s %12s\n", "where", "part", "bytes");
-    fprintf(f, "  %-7s %-62s %12s\n", "device", "latents: x, next x, one batch's samples/eps/contexts, guided eps",
+    fprintf(f, "  %-7s %-72s %10s\n", "where", "part", "bytes");
+    fprintf(f, "  %-7s %-72s %10s\n", "device", "latents: x, next x, one batch's samples/eps/contexts, guided eps",
             edit_size_str((double)plan->latent_bytes).s);
     char what[128];
     snprintf(what, sizeof what, "keyframe caches: norm1 (source) + attn1 outputs (3 branches) x %lld",
              (long long)plan->keyframes);
-    fprintf(f, "  %-7s %-62s %12s\n", plan->cache_on_host ? "host" : "device", what,
+    fprintf(f, "  %-7s %-72s %10s\n", plan->cache_on_host ? "host" : "device", what,
             edit_size_str((double)plan->cache_bytes).s);
     if (plan->pivotal_sliced)
         snprintf(what, sizeof what, "pivotal pass: all-keyframe state + a slice of %lld keyframes x 3 branches",
                  (long long)plan->unet_frames);
     else
         snprintf(what, sizeof what, "pivotal pass: %lld keyframes x 3 branches at once", (long long)plan->keyframes);
-    fprintf(f, "  %-7s %-62s %12s\n", "device", what, edit_size_str((double)plan->pivotal_bytes).s);
+    fprintf(f, "  %-7s %-72s %10s\n", "device", what, edit_size_str((double)plan->pivotal_bytes).s);
     snprintf(what, sizeof what, "normal pass: one chunk, %lld frames x 3 branches",
              (long long)(plan->frames_edited < o->batch_size ? plan->frames_edited : o->batch_size));
-    fprintf(f, "  %-7s %-62s %12s\n", "device", what, edit_size_str((double)plan->normal_bytes).s);
-    fprintf(f, "  %-7s %-62s %12s\n", "device", "total (latents + the larger pass + caches kept there)",
+    fprintf(f, "  %-7s %-72s %10s\n", "device", what, edit_size_str((double)plan->normal_bytes).s);
+    fprintf(f, "  %-7s %-72s %10s\n", "device", "total (latents + the larger pass + caches kept there)",
             edit_size_str((double)plan->device_bytes).s);
-    fprintf(f, "  %-7s %-62s %12s\n", "host", "total of the plan (caches kept there)",
+    fprintf(f, "  %-7s %-72s %10s\n", "host", "total of the plan (caches kept there)",
             edit_size_str((double)plan->host_bytes).s);
     snprintf(what, sizeof what, "decoded edit frames %dx%d kept for edit.mp4 and the metrics", out_w, out_h);
-    fprintf(f, "  %-7s %-62s %12s\n", "host", what, edit_size_str(decoded).s);
+    fprintf(f, "  %-7s %-72s %10s\n", "host", what, edit_size_str(decoded).s);
     fprintf(f, "frames per UNet evaluation: pivotal pass %lld keyframes per branch%s, normal pass %lld per branch; "
             "%s\n", (long long)plan->keyframes,
             plan->pivotal_sliced ? " (layer-major: each module over a slice at a time)" : "",
@@ -156,21 +157,37 @@ int edit_dry_run(edit_args *a) {
         edit_plan_print(stdout, &plan, &o, in.frames, in.width, in.height, g.latent_h, g.latent_w, (int)g.out_w,
                         (int)g.out_h, limit);
         if (!a->inversion) {
+            /* the inversion stem edit runs first (stem invert's plan, with the inversion flags given) */
             stem_invert_options io;
             stem_invert_options_default(&io);
             io.steps = in.steps;
+            io.sa.batch_size = o.batch_size;
+            if ((a->attention && stem_sa_mode_parse(a->attention, &io.sa.mode) != STEM_OK) ||
+                (a->em_scope && stem_em_scope_parse(a->em_scope, &io.sa.scope) != STEM_OK)) {
+                rc = cli_report(STEM_E_ARG);
+                goto done;
+            }
             stem_invert_memory_plan ip;
             stem_invert_plan_memory(&p, &io, in.frames, g.latent_h, g.latent_w, limit, &ip);
-            printf("inversion plan (--attention stem --em-scope video): %s of UNet activations for all %d frames at "
-                   "once%s\n", edit_size_str((double)ip.needed_all).s, in.frames,
-                   ip.needed_all <= limit ? ""
-                   : ip.fits ? "; over the limit: layer-major, each module over fewer frames at a time"
-                             : "; DOES NOT FIT even layer-major");
+            printf("inversion plan (--attention %s --em-scope %s): ", stem_sa_mode_name(io.sa.mode),
+                   stem_em_scope_name(io.sa.scope));
+            if (ip.needed_all <= limit)
+                printf("all %d frames in one UNet evaluation, %s of activations; fits\n", in.frames,
+                       edit_size_str((double)ip.needed_all).s);
+            else if (!ip.layer_major)
+                printf("%lld of the %d frames per UNet evaluation, %s of activations; %s\n", (long long)ip.unet_frames,
+                       in.frames, edit_size_str((double)ip.needed).s, ip.fits ? "fits" : "DOES NOT FIT");
+            else
+                printf("layer-major: %s kept for all %d frames + each module over %lld frames at a time, %s in all; "
+                       "%s\n", edit_size_str((double)ip.all_frame_state).s, in.frames, (long long)ip.unet_frames,
+                       edit_size_str((double)ip.needed).s,
+                       ip.fits ? "fits" : "DOES NOT FIT (--em-scope chunk evaluates a chunk at a time)");
         }
         rc = plan.fits ? 0 : 1;
     } else {
         rc = cli_report(s);
     }
+done:
     stem_pipeline_free(&p);
     stem_backend_close(be);
     return rc;
