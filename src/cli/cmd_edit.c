@@ -155,13 +155,13 @@ static stem_status prepare(const edit_args *a, edit_inversion *inv, stem_backend
         return stem_fail(STEM_E_FORMAT, "%s %s: its frames decode to %dx%d, this model decodes %dx%d", inv->what, inv->dir,
                          inv->out_w, inv->out_h, (int)g->out_w, (int)g->out_h);
     STEM_TRY(edit_inversion_check_latents(inv, &pr->ddim, pr->p.vae.cfg.latent_channels, g->latent_h, g->latent_w));
+    if (stem_edit_frame_count(o, inv->n_frames) < 1)
+        return stem_fail(STEM_E_ARG, "--drop-tail with --batch-size %lld leaves none of the %d frames",
+                         (long long)o->batch_size, inv->n_frames);
     rep->mem_limit = a->mem_limit ? a->mem_limit : cli_default_mem_limit(be);
     stem_edit_memory_plan *plan = &pr->plan;
     STEM_TRY(edit_plan(&pr->p, o, inv->n_frames, inv->width, inv->height, rep->mem_limit, plan));
     stem_edit_apply_plan(plan, o);
-    if (plan->frames_edited < 1)
-        return stem_fail(STEM_E_ARG, "--drop-tail with --batch-size %lld leaves none of the %d frames",
-                         (long long)o->batch_size, inv->n_frames);
     if (!a->quiet && (plan->cache_on_host || plan->pivotal_sliced))
         edit_plan_print(stderr, plan, o, inv->n_frames, inv->width, inv->height, g->latent_h, g->latent_w,
                         (int)g->out_w, (int)g->out_h, rep->mem_limit);
