@@ -148,8 +148,9 @@ int main(int argc, char **argv) {
            plan.host_bytes, plan.fits ? "true" : "false");
     if (!plan_only)
         printf(",\"rss_before_bytes\":%zu,\"measured_peak_bytes\":%zu,\"measured_over_plan\":%.4f,\"edit_s\":%.3f,"
-               "\"threads\":%d",
-               before, measured, planned ? (double)measured / (double)planned : 0.0, seconds, stem_num_threads());
+               "\"threads\":%d,\"arena_peak_bytes\":%zu",
+               before, measured, planned ? (double)measured / (double)planned : 0.0, seconds, stem_num_threads(),
+               stem_arena_peak(p.arena));
     printf("}\n");
     if (!plan_only)
         fprintf(stderr, "measured: %.3f GiB over the %.3f GiB resident before the edit (plan %.3f GiB: measured / plan "
