@@ -3,7 +3,7 @@
  * then running in f32 on the same f16-rounded inputs (the kernels' error, not the
  * inputs' rounding, is what is compared).
  * Without a usable GPU, or in a build without CUDA, every test is skipped with a
- * message saying why; so is an op the CUDA backend does not have yet (freeu_filter). */
+ * message saying why; so is an op the CUDA backend does not have (none at present). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

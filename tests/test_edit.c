@@ -17,7 +17,9 @@
  *   - the frames decoded from the golden's last latents, likewise.
  * Two cases run again with the pivotal pass layer-major over 1-keyframe slices (attn1 in
  * two phases) and the keyframe caches in host memory: the plan's long-video path must give
- * the same edit within the same tolerances. */
+ * the same edit within the same tolerances. The same two, and their long-video runs, run
+ * on the CUDA backend in f32 against the same goldens and tolerances; skipped, with the
+ * reason, when stem_backend_open("cuda") fails (no device, or a build without CUDA). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "core/dtype.h"
 #include "io/safetensors.h"
 #include "pipeline/edit.h"
@@ -41,7 +44,11 @@ static int path_count;
 typedef struct case_spec {
     const char *path;
     bool long_video; /* unet_frames 1, caches on the host */
+    bool on_cuda;
 } case_spec;
+
+static stem_backend *cuda;
+static char cuda_unavailable[512];
 
 static const char *meta(const stem_tensor_map *m, const char *key) {
     const char *v = stem_tensor_map_get_meta(m, key);
@@ -100,7 +107,10 @@ static stem_status observe_flow(void *user, int step, int block, int64_t first, 
     const stem_tensor *gm = need(c->g, key);
     const int64_t rows = gi->shape[1], N = gi->shape[2], row0 = which == 0 ? first : first - c->B;
     const int64_t n = stem_numel(idx) / N;
-    int32_t *x = idx->data;
+    stem_tensor host = {0};
+    if (idx->backend != stem_cpu_backend() && stem_tensor_to(idx, stem_cpu_backend(), STEM_I32, &host) != STEM_OK)
+        fail_msg("%s", stem_last_error());
+    int32_t *x = host.data ? host.data : idx->data;
     for (int64_t j = 0; j < n; j++)
         for (int64_t k = 0; k < N; k++) {
             const int64_t at = ((int64_t)step * rows + row0 + j) * N + k;
@@ -118,7 +128,9 @@ static stem_status observe_flow(void *user, int step, int block, int64_t first, 
                          step, block, (long long)(first + j), (long long)k, which ? "i-1" : "i", x[j * N + k], ref,
                          margin);
         }
-    return STEM_OK;
+    stem_status st = host.data ? stem_tensor_copy(&host, idx) : STEM_OK;
+    stem_tensor_free(&host);
+    return st;
 }
 
 /* |got - ref| <= atol + rtol |ref| with the golden's rtol.<key>, atol.<key>; records the
@@ -163,13 +175,18 @@ static stem_status on_step(void *user, int step, int steps, int t, int pass, int
 static void check_case(void **state) {
     const case_spec *spec = *state;
     const char *path = spec->path;
+    if (spec->on_cuda && !cuda) {
+        print_message("skipped: %s\n", cuda_unavailable);
+        skip();
+    }
+    stem_backend *be = spec->on_cuda ? cuda : stem_cpu_backend();
     stem_tensor_map g;
     stem_tensor_map_init(&g);
     if (stem_safetensors_load(path, -1, &g) != STEM_OK) fail_msg("%s", stem_last_error());
     char model[1024];
     snprintf(model, sizeof model, "%s/models/%s", test_refdata_dir(), meta(&g, "model"));
     stem_pipeline p;
-    if (stem_pipeline_load(model, stem_cpu_backend(), STEM_F32, &p) != STEM_OK) fail_msg("%s", stem_last_error());
+    if (stem_pipeline_load(model, be, STEM_F32, &p) != STEM_OK) fail_msg("%s", stem_last_error());
     const stem_tensor *z0 = need(&g, "in.z0");
     edit_case c = {.g = &g, .p = &p, .F = z0->shape[0], .h = z0->shape[2], .w = z0->shape[3],
                    .Fe = atoll(meta(&g, "frames_edited")), .B = atoll(meta(&g, "batch_size")),
@@ -206,15 +223,20 @@ static void check_case(void **state) {
     int64_t shape[4] = {c.Fe, 4, c.h, c.w};
     assert_int_equal(stem_tensor_new(p.be, STEM_F32, 4, shape, &inv_T), STEM_OK);
     assert_int_equal(source_latents(&c, (int)c.S - 1, 0, c.Fe, &inv_T), STEM_OK);
-    assert_int_equal(stem_tensor_narrow0(z0, 0, c.Fe, &z0e), STEM_OK);
+    stem_tensor z0_host, z0_dev;
+    assert_int_equal(stem_tensor_narrow0(z0, 0, c.Fe, &z0_host), STEM_OK);
+    assert_int_equal(stem_tensor_to(&z0_host, be, STEM_F32, &z0_dev), STEM_OK);
+    z0e = z0_dev;
     assert_int_equal(stem_tensor_new(p.be, STEM_F32, 4, shape, &x), STEM_OK);
     if (stem_edit_initial_latents(&p, o.steps, &z0e, &inv_T, &x) != STEM_OK) fail_msg("%s", stem_last_error());
     compare(&c, "x_T", &x, 0);
 
-    const stem_edit_inputs in = {.source = source_latents, .source_user = &c,
-                                 .context_source = need(&g, "in.context_inversion"),
-                                 .context_negative = need(&g, "in.context_negative"),
-                                 .context_target = need(&g, "in.context_prompt")};
+    stem_tensor ctx[3];
+    static const char *const ctx_names[3] = {"in.context_inversion", "in.context_negative", "in.context_prompt"};
+    for (int i = 0; i < 3; i++)
+        if (stem_tensor_to(need(&g, ctx_names[i]), be, STEM_F32, &ctx[i]) != STEM_OK) fail_msg("%s", stem_last_error());
+    const stem_edit_inputs in = {.source = source_latents, .source_user = &c, .context_source = &ctx[0],
+                                 .context_negative = &ctx[1], .context_target = &ctx[2]};
     const stem_edit_observer obs = {.user = &c, .token_flow = observe_flow, .keyframes = observe_keyframes};
     if (stem_edit_latents(&p, &in, &o, 0, &x, &obs, on_step, &c) != STEM_OK) fail_msg("%s", stem_last_error());
 
@@ -222,14 +244,17 @@ static void check_case(void **state) {
     char last[48];
     snprintf(last, sizeof last, "out.edit_step%lld", (long long)(c.S - 1));
     const stem_tensor *ref_last = need(&g, last), *ref_frames = need(&g, "out.frames");
-    stem_tensor frames;
+    stem_tensor frames, last_dev;
     assert_int_equal(stem_tensor_new(p.be, STEM_F32, 4, ref_frames->shape, &frames), STEM_OK);
-    if (stem_vae_decode(&p.vae, ref_last, &frames) != STEM_OK) fail_msg("%s", stem_last_error());
+    assert_int_equal(stem_tensor_to(ref_last, be, STEM_F32, &last_dev), STEM_OK);
+    if (stem_vae_decode(&p.vae, &last_dev, &frames) != STEM_OK) fail_msg("%s", stem_last_error());
+    stem_tensor_free(&last_dev);
+    for (int i = 0; i < 3; i++) stem_tensor_free(&ctx[i]);
     compare(&c, "frames", &frames, 4);
 
-    print_message("%s%s: %ld token-flow indices equal the golden's (%ld near-ties forced, %ld mismatched); worst "
+    print_message("%s%s%s: %ld token-flow indices equal the golden's (%ld near-ties forced, %ld mismatched); worst "
                   "|d|/tol: x_T %.3f, step0 %.3f, step1 %.3f, last %.3f, frames %.3f\n",
-                  test_golden_label(path), spec->long_video ? " (long-video path)" : "", c.compared - c.mismatched, c.forced, c.mismatched, c.worst[0], c.worst[1],
+                  test_golden_label(path), spec->on_cuda ? " (cuda f32)" : "", spec->long_video ? " (long-video path)" : "", c.compared - c.mismatched, c.forced, c.mismatched, c.worst[0], c.worst[1],
                   c.worst[2], c.worst[3], c.worst[4]);
     if (c.mismatched) fail_msg("%ld of %ld token-flow indices above the tie margin differ; first: %s", c.mismatched,
                                c.compared, c.first_mismatch);
@@ -237,6 +262,7 @@ static void check_case(void **state) {
     stem_tensor_free(&frames);
     stem_tensor_free(&x);
     stem_tensor_free(&inv_T);
+    stem_tensor_free(&z0_dev);
     stem_pipeline_free(&p);
     stem_tensor_map_free(&g);
 }
@@ -247,8 +273,13 @@ int main(void) {
         fprintf(stderr, "test_edit: no golden files in %s/golden/edit\n", test_refdata_dir());
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)path_count + 2, sizeof *tests);
-    case_spec *specs = calloc((size_t)path_count + 2, sizeof *specs);
+    if (stem_backend_open("cuda", &cuda) != STEM_OK) {
+        snprintf(cuda_unavailable, sizeof cuda_unavailable, "%s", stem_last_error());
+        fprintf(stderr, "test_edit: CUDA tests skipped: %s\n", cuda_unavailable);
+        cuda = NULL;
+    }
+    struct CMUnitTest *tests = calloc((size_t)path_count + 6, sizeof *tests);
+    case_spec *specs = calloc((size_t)path_count + 6, sizeof *specs);
     int n = 0;
     for (int i = 0; i < path_count; i++) {
         specs[n] = (case_spec){.path = paths[i]};
@@ -257,17 +288,21 @@ int main(void) {
         n++;
     }
     static const char *const long_cases[2] = {"tiny-freeu__f5_b2_freeu_every", "tiny-sd1__f6_b3_stem"};
-    static char names[2][96];
-    for (int j = 0; j < 2; j++)
-        for (int i = 0; i < path_count; i++)
-            if (strstr(paths[i], long_cases[j])) {
-                snprintf(names[j], sizeof names[j], "%s, layer-major pivotal, host caches", long_cases[j]);
-                specs[n] = (case_spec){.path = paths[i], .long_video = true};
-                tests[n] = (struct CMUnitTest){.name = names[j], .test_func = check_case, .initial_state = &specs[n]};
-                n++;
-            }
+    static char names[6][112];
+    for (int v = 0; v < 3; v++) /* cpu long-video; cuda; cuda long-video */
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < path_count; i++)
+                if (strstr(paths[i], long_cases[j])) {
+                    char *name = names[v * 2 + j];
+                    snprintf(name, sizeof names[0], "%s%s%s", long_cases[j], v ? ", cuda f32" : "",
+                             v != 1 ? ", layer-major pivotal, host caches" : "");
+                    specs[n] = (case_spec){.path = paths[i], .long_video = v != 1, .on_cuda = v > 0};
+                    tests[n] = (struct CMUnitTest){.name = name, .test_func = check_case, .initial_state = &specs[n]};
+                    n++;
+                }
     int failed = _cmocka_run_group_tests("edit", tests, (size_t)n, NULL, NULL);
     free(specs);
+    if (cuda) stem_backend_close(cuda);
     for (int i = 0; i < path_count; i++) free(paths[i]);
     free(paths);
     free(tests);

@@ -445,6 +445,12 @@ static stem_status cuda_gather_rows(stem_backend *be, const stem_gather_params *
     return launched("gather_rows", stem_cuda_gather_rows(p, impl_of(be)->stream));
 }
 
+static stem_status cuda_freeu_filter(stem_backend *be, const stem_freeu_filter_params *p) {
+    STEM_TRY(need_float("freeu_filter", p->dtype));
+    BIND(be, "freeu_filter");
+    return launched("freeu_filter", stem_cuda_freeu_filter(p, impl_of(be)->stream));
+}
+
 static stem_status cuda_mean_std(stem_backend *be, const stem_mean_std_params *p) {
     STEM_TRY(need_float("mean_std", p->dtype));
     if (p->outer == 0 || p->inner == 0) return STEM_OK;
@@ -643,6 +649,7 @@ static const stem_backend_ops cuda_ops = {
     .gather_rows = cuda_gather_rows,
     .argmax_cos = cuda_argmax_cos,
     .mean_std = cuda_mean_std,
+    .freeu_filter = cuda_freeu_filter,
     .philox_normal = cuda_philox_normal,
     .convert = cuda_convert,
     .describe = cuda_describe,

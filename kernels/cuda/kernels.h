@@ -60,6 +60,9 @@ cudaError_t stem_cuda_gather_rows(const stem_gather_params *p, cudaStream_t stre
 #define STEM_CUDA_ATTENTION_MAX_D 160
 cudaError_t stem_cuda_attention(const stem_attention_params *p, cudaStream_t stream);
 
+/* freeu.cu: FreeU's Fourier filter, the closed form of kernels/cpu/freeu.c; y may equal x. */
+cudaError_t stem_cuda_freeu_filter(const stem_freeu_filter_params *p, cudaStream_t stream);
+
 /* misc.cu */
 /* cudaSuccess when this build's kernels have an image (SASS or PTX) that runs on
  * the current device; cudaErrorInvalidDeviceFunction or similar when they do not. */
