@@ -154,7 +154,8 @@ if "$STEM" edit --config "$tmp/cfg.yaml" --force --guidance-scale 6 >/dev/null 2
 else
     bad "--config reuse: $(cat "$tmp/cfg2.err")"
 fi
-sed 's/n_timesteps: 2/n_timesteps: 3/' "$tmp/cfg.yaml" >"$tmp/cfg3.yaml"
+sed 's/n_timesteps: 2/n_timesteps: 3/; s/n_inversion_steps: 2/n_inversion_steps: 3/' "$tmp/cfg.yaml" >"$tmp/cfg3.yaml"
+sed 's/n_timesteps: 2/n_timesteps: 3/' "$tmp/cfg.yaml" >"$tmp/cfg5.yaml"
 sed 's/pnp_attn_t: 0.5/pnp_attn_t: 2/' "$tmp/cfg.yaml" >"$tmp/cfg4.yaml"
 unset STEM_MODEL_SD15
 
@@ -187,12 +188,14 @@ expect_fail "other size" "--width 32: --inversion $inv is 64x64" E --inversion "
 expect_fail "--frames with --inversion" "--frames would make another" E --inversion "$inv" --prompt x --frames "$REFDATA/clips/shapes"
 expect_fail "config n_timesteps against the inversion" "n_timesteps ($tmp/cfg3.yaml) 3" \
     E --config "$tmp/cfg3.yaml" --inversion "$inv"
+expect_fail "config n_timesteps and n_inversion_steps differ" "n_timesteps 3 and n_inversion_steps 2 differ" \
+    E --config "$tmp/cfg5.yaml"
 expect_fail "config pnp_attn_t out of range" "pnp_attn_t" E --config "$tmp/cfg4.yaml" --inversion "$inv"
 expect_fail "--guidance-scale out of range" "--guidance-scale must be a number in \[0, 100\]" E --inversion "$inv" --prompt x --guidance-scale 101
 expect_fail "--pnp-attn-t out of range" "--pnp-attn-t must be a number in \[0, 1\]" E --inversion "$inv" --prompt x --pnp-attn-t 1.5
 expect_fail "--pnp-f-t out of range" "--pnp-f-t must be a number in \[0, 1\]" E --inversion "$inv" --prompt x --pnp-f-t -0.1
 expect_fail "--batch-size 0" "--batch-size must be an integer in 1..4096" E --inversion "$inv" --prompt x --batch-size 0
-expect_fail "--freeu-gate malformed" "--freeu-gate must be two channel counts" E --inversion "$inv" --prompt x --freeu-gate 1280
+expect_fail "--freeu-gate malformed" "--freeu-gate: must be two channel counts" E --inversion "$inv" --prompt x --freeu-gate 1280
 expect_fail "--edit-attention unknown" "expected extended or stem" E --inversion "$inv" --prompt x --edit-attention full
 expect_fail "--prompt missing with --inversion" "--prompt is required" E --inversion "$inv"
 expect_fail "unknown option" "unknown option '--frobnicate'" E --inversion "$inv" --prompt x --frobnicate
@@ -217,7 +220,7 @@ else
 fi
 # full-size SD 1.5 from config.json alone (bench/sd15-config has no weights): 500 frames under 16 GiB
 sd15="$REFDATA/../bench/sd15-config"
-if "$STEM" edit --dry-run --model "$sd15" --n-frames 500 --width 512 --height 512 --mem-limit 16G --prompt x >"$tmp/d500" 2>&1 &&
+if "$STEM" edit --dry-run --model "$sd15" --frames 500 --width 512 --height 512 --mem-limit 16G --prompt x >"$tmp/d500" 2>&1 &&
     grep -q "500 edited" "$tmp/d500" && grep -q "^  host    keyframe caches" "$tmp/d500" && grep -q "layer-major" "$tmp/d500" &&
     grep -q "; fits$" "$tmp/d500"; then
     ok "--dry-run at full size from config.json files: 500 frames at 512x512 fit 16 GiB (caches on the host)"

@@ -1,9 +1,16 @@
-/* The `stem` command line: one file per subcommand. Each returns the process exit
+/* The `stem` command line: one file per subcommand, listed once in main.c's table of
+ * commands (doc/architecture.md "Adding a command"). Each returns the process exit
  * status: 0 success, 1 failure while working, 2 bad usage. */
 #ifndef STEM_CLI_H
 #define STEM_CLI_H
 
 #include "stem.h"
+
+typedef struct cli_command {
+    const char *name;                  /* "invert" */
+    int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+    const char *help;                  /* one line for `stem --help` */
+} cli_command;
 
 int cmd_op(int argc, char **argv);
 int cmd_invert(int argc, char **argv);

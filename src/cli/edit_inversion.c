@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/invert_job.h"
 #include "cli/progress.h"
 #include "core/backend.h"
 #include "core/tensor_map.h"
 #include "io/safetensors.h"
 #include "pipeline/latent_file.h"
+#include "pipeline/latent_store.h"
 
 /* ---- reading the folder --------------------------------------------------------------- */
 
@@ -127,50 +129,55 @@ static bool same_path(const char *a, const char *b) {
 
 stem_status edit_inversion_check_args(const edit_inversion *inv, const edit_args *a) {
     const char *d = inv->dir, *W = inv->what;
-    if (a->model) {
+    const cli_video_args *v = &a->v;
+    if (a->origin_model[0]) {
         char fp[17];
-        STEM_TRY(stem_model_fingerprint(a->model, fp));
+        STEM_TRY(stem_model_fingerprint(v->model, fp));
         if (!inv->fingerprint[0])
-            return stem_fail(STEM_E_ARG, "%s %s: its manifest.json has no model fingerprint to compare "
-                             "--model %s with", W, d, a->model);
+            return stem_fail(STEM_E_ARG, "%s %s: its manifest.json has no model fingerprint to compare --model %s with",
+                             W, d, v->model);
         if (strcmp(fp, inv->fingerprint))
-            return stem_fail(STEM_E_ARG, "--model %s (fingerprint %s) is not the model of %s %s (%s, "
-                             "fingerprint %s): invert with this model, or drop --model", a->model, fp, W, d, inv->model,
-                             inv->fingerprint);
+            return stem_fail(STEM_E_ARG, "--model %s (fingerprint %s) is not the model of %s %s (%s, fingerprint %s): "
+                             "invert with this model, or drop --model", v->model, fp, W, d, inv->model, inv->fingerprint);
     }
-    if (a->frames && !same_path(a->frames, inv->frames))
-        return stem_fail(STEM_E_ARG, "%s %s: %s %s inverted %s", a->frames_name, a->frames, W, d, inv->frames);
-    if (a->n_frames && a->n_frames != inv->n_frames)
-        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d frames", a->n_frames_name, a->n_frames, W, d,
-                         inv->n_frames);
-    if (a->width && a->width != inv->width)
-        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->width_name, a->width, W, d, inv->width,
+    if (a->origin_frames[0] && !same_path(v->frames, inv->frames))
+        return stem_fail(STEM_E_ARG, "%s %s: %s %s inverted %s", a->origin_frames, v->frames, W, d, inv->frames);
+    if (v->n_frames && v->n_frames != inv->n_frames)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d frames", v->n_frames_name, v->n_frames, W, d, inv->n_frames);
+    if (v->width && v->width != inv->width)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->origin_width, v->width, W, d, inv->width, inv->height);
+    if (v->height && v->height != inv->height)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->origin_height, v->height, W, d, inv->width,
                          inv->height);
-    if (a->height && a->height != inv->height)
-        return stem_fail(STEM_E_ARG, "%s %d: %s %s is %dx%d", a->height_name, a->height, W, d, inv->width,
-                         inv->height);
-    if (a->steps && a->steps != inv->steps)
-        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d steps, and an edit samples on the inversion's "
-                         "timesteps; invert with %d steps, or drop it", a->steps_name ? a->steps_name : "--steps",
-                         a->steps, W, d, inv->steps, a->steps);
-    if (a->inversion_prompt && strcmp(a->inversion_prompt, inv->prompt))
-        return stem_fail(STEM_E_ARG, "%s \"%s\": %s %s was inverted with \"%s\"", a->inversion_prompt_name,
-                         a->inversion_prompt, W, d, inv->prompt);
-    if (a->attention && strcmp(a->attention, inv->attention))
-        return stem_fail(STEM_E_ARG, "--attention %s: %s %s used %s", a->attention, W, d, inv->attention);
-    if (a->em_scope && strcmp(a->em_scope, inv->em_scope))
-        return stem_fail(STEM_E_ARG, "--em-scope %s: %s %s used %s", a->em_scope, W, d, inv->em_scope);
+    if (a->origin_steps[0] && a->inv.inv.steps != inv->steps)
+        return stem_fail(STEM_E_ARG, "%s %d: %s %s has %d steps, and an edit samples on the inversion's timesteps; "
+                         "invert with %d steps, or drop it", a->origin_steps, a->inv.inv.steps, W, d, inv->steps,
+                         a->inv.inv.steps);
+    if (a->origin_prompt[0] && a->inv.prompt && strcmp(a->inv.prompt, inv->prompt))
+        return stem_fail(STEM_E_ARG, "%s \"%s\": %s %s was inverted with \"%s\"", a->origin_prompt, a->inv.prompt, W,
+                         d, inv->prompt);
+    if (a->origin_attention[0] && strcmp(stem_sa_mode_name(a->inv.inv.sa.mode), inv->attention))
+        return stem_fail(STEM_E_ARG, "--attention %s: %s %s used %s", stem_sa_mode_name(a->inv.inv.sa.mode), W, d,
+                         inv->attention);
+    if (a->origin_scope[0] && strcmp(stem_em_scope_name(a->inv.inv.sa.scope), inv->em_scope))
+        return stem_fail(STEM_E_ARG, "--em-scope %s: %s %s used %s", stem_em_scope_name(a->inv.inv.sa.scope), W, d,
+                         inv->em_scope);
     return STEM_OK;
 }
 
-void edit_inversion_latents_path(const edit_inversion *inv, const stem_ddim *ddim, int step, char *buf, size_t len) {
-    snprintf(buf, len, "%s/latents/inv_%03d_t%04d.safetensors", inv->dir, step, ddim->timesteps[ddim->steps - 1 - step]);
+stem_status edit_inversion_latents_path(const edit_inversion *inv, const stem_ddim *ddim, int step, char *buf,
+                                        size_t len) {
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/latents", inv->dir);
+    stem_latent_store store;
+    STEM_TRY(stem_latent_store_for_phase(&store, dir, STEM_PHASE_INVERSION, ddim));
+    return stem_latent_store_path(&store, step, buf, len);
 }
 
 stem_status edit_inversion_check_latents(edit_inversion *inv, const stem_ddim *ddim, int64_t c, int64_t h, int64_t w) {
     char path[PATH_MAX + 64];
     for (int i = 0; i < ddim->steps; i++) {
-        edit_inversion_latents_path(inv, ddim, i, path, sizeof path);
+        STEM_TRY(edit_inversion_latents_path(inv, ddim, i, path, sizeof path));
         if (access(path, F_OK) != 0)
             return stem_fail(STEM_E_FORMAT, "%s %s: the latents of inversion step %d of %d are missing (%s)",
                              inv->what, inv->dir, i + 1, ddim->steps, path);
@@ -196,22 +203,15 @@ stem_status edit_inversion_check_latents(edit_inversion *inv, const stem_ddim *d
 
 /* ---- running one --------------------------------------------------------------------- */
 
-stem_status edit_inversion_run(const edit_args *a, const char *dir) {
-    /* until a callable inversion job exists, `stem invert` itself, in this process */
-    const char *argv[EDIT_INV_ARGV_MAX + 8];
-    int argc = 0;
-    argv[argc++] = "invert";
-    for (int i = 0; i < a->inv_argc; i++) argv[argc++] = a->inv_argv[i];
-    argv[argc++] = "--out";
-    argv[argc++] = dir;
+stem_status edit_inversion_run(const edit_args *a, const char *dir, stem_pipeline *p) {
     char partial[PATH_MAX + 16];
     snprintf(partial, sizeof partial, "%s.partial", dir);
     struct stat st;
-    if (a->resume && stat(partial, &st) == 0) argv[argc++] = "--resume";
-    argv[argc] = NULL;
-    if (!a->quiet) fprintf(stderr, "stem edit: inverting first, into %s\n", dir);
+    invert_args ia;
+    edit_inversion_args(a, dir, a->v.resume && stat(partial, &st) == 0, &ia);
+    if (!a->v.quiet) fprintf(stderr, "stem edit: inverting first, into %s\n", dir);
     fflush(stdout);
-    int rc = cmd_invert(argc, (char **)argv);
+    int rc = cli_invert_run(&ia, p); /* the job of `stem invert`, on the model loaded here */
     fflush(stdout);
     if (rc != 0)
         return stem_fail(rc == 2 ? STEM_E_ARG : STEM_E_IO, "the inversion into %s stopped (its message is above)%s",
@@ -245,7 +245,7 @@ stem_status edit_source_read(void *user, int inv_step, int64_t f0, int64_t n, st
     if (src->mapped_step != inv_step) {
         edit_source_free(src);
         char path[PATH_MAX + 64];
-        edit_inversion_latents_path(src->inv, src->ddim, inv_step, path, sizeof path);
+        STEM_TRY(edit_inversion_latents_path(src->inv, src->ddim, inv_step, path, sizeof path));
         if (!(src->map = malloc(sizeof(stem_tensor_map)))) return stem_fail(STEM_E_NOMEM, "source latents: out of memory");
         stem_status s = stem_safetensors_load(path, -1, src->map); /* mapped as stored */
         if (s != STEM_OK) {

@@ -48,17 +48,21 @@ stem_status edit_inversion_check_args(const edit_inversion *inv, const edit_args
  * inv->x_T_checksum. */
 stem_status edit_inversion_check_latents(edit_inversion *inv, const stem_ddim *ddim, int64_t c, int64_t h, int64_t w);
 
-/* "DIR/latents/inv_SSS_tTTTT.safetensors" of inversion step `step` (t ascending). */
-void edit_inversion_latents_path(const edit_inversion *inv, const stem_ddim *ddim, int step, char *buf, size_t len);
+/* "DIR/latents/inv_SSS_tTTTT.safetensors" of inversion step `step` (t ascending;
+ * pipeline/latent_store.h names it). */
+stem_status edit_inversion_latents_path(const edit_inversion *inv, const stem_ddim *ddim, int step, char *buf,
+                                        size_t len);
 
-/* Runs `stem invert` in this process into `dir` with a's inversion flags (resuming an
- * interrupted one there with --resume). */
-stem_status edit_inversion_run(const edit_args *a, const char *dir);
+/* Runs `stem invert`'s job (cli_invert_run) in this process into `dir` with a's inversion
+ * options on the pipeline p (loaded from the inversion's model; NULL: loaded there),
+ * resuming an interrupted one there with --resume. */
+stem_status edit_inversion_run(const edit_args *a, const char *dir, stem_pipeline *p);
 
 /* The source branch's latents (stem_edit_source_fn): frames [f0, f0 + n) of inversion step
  * s, from the file of that step, mapped once per step (a page cache view: only what is
- * read is brought in) and copied into the caller's tensor; checked up front by
- * edit_inversion_check_latents. */
+ * read is brought in) and copied into the caller's tensor. Every file was checked up front
+ * (edit_inversion_check_latents); stem_latent_store_load would check the whole file again
+ * at each of a step's 1 + 2 x chunks calls (every keyframe, every chunk). */
 typedef struct edit_source {
     const edit_inversion *inv;
     const stem_ddim *ddim;

@@ -10,8 +10,10 @@
 #include "io/frames.h"
 #include "pipeline/latent_file.h"
 
-void edit_latents_path(const char *dir, const stem_ddim *ddim, int step, char *buf, size_t len) {
-    snprintf(buf, len, "%s/latents/edit_%03d_t%04d.safetensors", dir, step, ddim->timesteps[step]);
+stem_status edit_latents_store(const char *dir, const stem_ddim *ddim, stem_latent_store *store) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/latents", dir);
+    return stem_latent_store_for_phase(store, path, STEM_PHASE_EDITING, ddim);
 }
 
 /* The next n frames of `fs` (PNG files at w x h) into host pixels [n, 3, h, w]. */
@@ -72,21 +74,13 @@ stem_status edit_latents_initial(stem_pipeline *p, const edit_inversion *inv, ed
     return s;
 }
 
-stem_status edit_latents_resume_point(const char *dir, const stem_ddim *ddim, stem_tensor *x, int *last) {
-    *last = -1;
-    for (int i = ddim->steps - 1; i >= 0; i--) {
-        char path[PATH_MAX + 64];
-        edit_latents_path(dir, ddim, i, path, sizeof path);
-        if (access(path, F_OK) != 0) continue;
-        stem_status s = stem_latent_file_load(path, STEM_PHASE_EDITING, i, ddim->timesteps[i], *last < 0 ? x : NULL);
-        if (s != STEM_OK)
-            return stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
-        if (*last < 0) *last = i;
-    }
+stem_status edit_latents_resume_point(const stem_latent_store *store, stem_tensor *x, int *last) {
+    stem_status s = stem_latent_store_resume_point(store, x, last);
+    if (s != STEM_OK) return stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
     /* steps are saved in order: a gap means files were removed by hand */
     for (int i = 0; i < *last; i++) {
         char path[PATH_MAX + 64];
-        edit_latents_path(dir, ddim, i, path, sizeof path);
+        STEM_TRY(stem_latent_store_path(store, i, path, sizeof path));
         if (access(path, F_OK) != 0)
             return stem_fail(STEM_E_FORMAT, "--resume: %s is missing but later steps are saved; start over with "
                              "--force", path);

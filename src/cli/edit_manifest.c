@@ -24,7 +24,7 @@ static void add_float(json_object *o, const char *k, float v) {
 }
 static void add_bool(json_object *o, const char *k, bool v) { json_object_object_add(o, k, json_object_new_boolean(v)); }
 
-json_object *edit_options_json(const edit_args *a, const edit_inversion *inv, const stem_edit_options *o) {
+json_object *edit_options_json(const edit_args *a, const stem_edit_options *o) {
     json_object *j = json_object_new_object();
     add_str(j, "prompt", a->prompt);
     add_str(j, "negative_prompt", a->negative_prompt);
@@ -47,51 +47,30 @@ json_object *edit_options_json(const edit_args *a, const edit_inversion *inv, co
     add_int(fu, "gate1", o->freeu.gate1);
     add_int(fu, "gate2", o->freeu.gate2);
     json_object_object_add(j, "freeu", fu);
-    add_str(j, "backend", a->backend);
-    add_str(j, "dtype", a->dtype == STEM_F16 ? "f16" : "f32");
-    add_str(j, "quantize", a->quantize == STEM_QUANTIZE_ROUND ? "round" : "truncate");
-    add_int(j, "fps", a->fps);
-    if (a->config) add_str(j, "config", a->config);
-    /* the inversion: the folder given, or the flags this run inverts with */
-    if (a->inversion) {
+    add_int(j, "steps", o->steps);
+    add_str(j, "backend", a->v.backend);
+    add_str(j, "dtype", a->v.dtype == STEM_F16 ? "f16" : "f32");
+    add_str(j, "quantize", a->inv.quantize == STEM_QUANTIZE_ROUND ? "round" : "truncate");
+    add_int(j, "fps", a->inv.fps);
+    if (a->v.config) add_str(j, "config", a->v.config);
+    add_int(j, "frames_per_unet_evaluation", o->unet_frames);
+    add_bool(j, "keyframe_caches_on_host", o->cache_on_host);
+    if (a->inversion_exists) {
         add_str(j, "inversion", a->inversion);
-    } else {
-        json_object *flags = json_object_new_array();
-        for (int i = 0; i < a->inv_argc; i++) json_object_array_add(flags, json_object_new_string(a->inv_argv[i]));
-        json_object_object_add(j, "inversion_flags", flags);
-    }
-    if (inv) {
-        add_int(j, "steps", inv->steps);
-        add_str(j, "inversion_x_T_checksum_fnv1a64", inv->x_T_checksum);
-        add_int(j, "frames_per_unet_evaluation", o->unet_frames);
-        add_bool(j, "keyframe_caches_on_host", o->cache_on_host);
+    } else { /* the inversion this run makes: what it is made from */
+        json_object *i = json_object_new_object();
+        add_str(i, "into", a->inversion ? a->inversion : "OUT/inversion");
+        add_str(i, "model", a->v.model);
+        add_str(i, "frames", a->v.frames);
+        add_str(i, "prompt", a->inv.prompt);
+        add_int(i, "n_frames", a->v.n_frames);
+        add_int(i, "width", a->v.width);
+        add_int(i, "height", a->v.height);
+        add_str(i, "attention", stem_sa_mode_name(a->inv.inv.sa.mode));
+        add_str(i, "em_scope", stem_em_scope_name(a->inv.inv.sa.scope));
+        json_object_object_add(j, "inversion_made_from", i);
     }
     return j;
-}
-
-stem_status edit_options_check_resume(const char *dir, json_object *now) {
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/options.json", dir);
-    json_object *old = json_object_from_file(path), *a = NULL, *b = NULL;
-    if (!old) return stem_fail(STEM_E_ARG, "--resume: %s has no readable options.json; start over with --force", dir);
-    if (!json_object_is_type(old, json_type_object)) {
-        json_object_put(old);
-        return stem_fail(STEM_E_FORMAT, "--resume: %s is not a JSON object; start over with --force", path);
-    }
-    /* a late key is compared only when both sides have it */
-    json_object_deep_copy(old, &a, NULL);
-    json_object_deep_copy(now, &b, NULL);
-    static const char *const late[] = EDIT_LATE_KEYS;
-    for (size_t i = 0; a && b && i < sizeof late / sizeof late[0]; i++)
-        if (!json_object_object_get_ex(a, late[i], NULL) || !json_object_object_get_ex(b, late[i], NULL)) {
-            json_object_object_del(a, late[i]);
-            json_object_object_del(b, late[i]);
-        }
-    stem_status s = a && b ? stem_resume_compare_options(path, a, b) : stem_fail(STEM_E_NOMEM, "out of memory");
-    json_object_put(old);
-    if (a) json_object_put(a);
-    if (b) json_object_put(b);
-    return s;
 }
 
 static json_object *size_json(int w, int h) {
@@ -102,10 +81,7 @@ static json_object *size_json(int w, int h) {
 
 json_object *edit_manifest_json(const edit_args *a, json_object *options, const edit_report *r) {
     const stem_pipeline *p = r->p;
-    stem_backend *be = p->be;
-    json_object *m = json_object_new_object(), *o;
-    add_str(m, "tool", "stem edit " STEM_VERSION);
-    json_object_object_add(m, "options", json_object_get(options));
+    json_object *m = cli_manifest_new("stem edit " STEM_VERSION, options), *o;
 
     o = json_object_new_object();
     add_str(o, "path", r->inversion_path);
@@ -120,20 +96,10 @@ json_object *edit_manifest_json(const edit_args *a, json_object *options, const 
     add_str(o, "z0", "the VAE encoding of the inversion's frames/input");
     json_object_object_add(m, "inversion", o);
 
-    o = json_object_new_object();
-    add_str(o, "path", p->model_dir);
-    add_str(o, "fingerprint_fnv1a64", r->inv->fingerprint);
-    add_int(o, "unet_parameters", stem_unet_param_count(p->unet));
-    json_object_object_add(m, "model", o);
-
-    o = json_object_new_object();
-    add_str(o, "backend", be->ops->describe(be));
-    add_str(o, "openblas_core", stem_blas_core_name());
-    add_int(o, "threads", stem_num_threads());
-    add_str(o, "stem", STEM_VERSION);
-    add_str(o, "json_c", json_c_version());
-    add_str(o, "libpng", png_get_libpng_ver(NULL));
-    json_object_object_add(m, "environment", o);
+    cli_manifest_environment(m, p, r->mem_limit, r->device);
+    int64_t lh, lw;
+    stem_vae_latent_size(&p->vae, r->inv->height, r->inv->width, &lh, &lw);
+    cli_manifest_model(m, p->model_dir, p, lw, lh);
 
     o = json_object_new_object();
     add_int(o, "input", r->inv->n_frames);
@@ -155,15 +121,12 @@ json_object *edit_manifest_json(const edit_args *a, json_object *options, const 
     json_object_object_add(m, "editing", o);
 
     o = json_object_new_object();
-    add_int(o, "mem_limit_bytes", (int64_t)r->mem_limit);
     add_int(o, "plan_device_bytes", (int64_t)r->plan->device_bytes);
     add_int(o, "plan_host_bytes", (int64_t)r->plan->host_bytes);
     add_int(o, "plan_cache_bytes", (int64_t)r->plan->cache_bytes);
     add_bool(o, "cache_on_host", r->plan->cache_on_host);
     add_bool(o, "pivotal_sliced", r->plan->pivotal_sliced);
     add_int(o, "pivotal_keyframes_per_slice", r->plan->unet_frames);
-    add_int(o, "unet_activation_peak_bytes", (int64_t)stem_arena_peak(p->arena));
-    if (r->device_peak) add_int(o, "device_memory_peak_bytes", (int64_t)r->device_peak);
     json_object_object_add(m, "memory", o);
 
     o = json_object_new_object();

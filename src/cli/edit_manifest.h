@@ -9,17 +9,13 @@
 #include "cli/edit_args.h"
 #include "cli/edit_inversion.h"
 #include "cli/edit_outputs.h"
+#include "cli/manifest.h"
 
-/* Keys of options.json known only once the inversion exists (written then): an
- * interrupted run that stopped before them is compared without them. */
-#define EDIT_LATE_KEYS {"steps", "inversion_x_T_checksum_fnv1a64", "frames_per_unet_evaluation", "keyframe_caches_on_host"}
-
-/* The options of this run; `inv` NULL while the inversion is still to be made. */
-json_object *edit_options_json(const edit_args *a, const edit_inversion *inv, const stem_edit_options *o);
-
-/* --resume: DIR/options.json must hold the same options (a late key it lacks is not
- * compared); STEM_E_ARG naming each difference otherwise. */
-stem_status edit_options_check_resume(const char *dir, json_object *now);
+/* options.json: every option that changes the result, known before the first step
+ * (cli_output_begin writes it, or compares it with an interrupted run's): the request,
+ * the inversion (its folder, or the options of the one this run makes), the steps and the
+ * memory plan's choices that change the arithmetic (o->unet_frames, o->cache_on_host). */
+json_object *edit_options_json(const edit_args *a, const stem_edit_options *o);
 
 typedef struct edit_report {
     const stem_pipeline *p;
@@ -27,7 +23,8 @@ typedef struct edit_report {
     const char *inversion_path;     /* where it is once the run is complete */
     bool inversion_made;            /* this run made it (OUT/inversion) */
     const stem_edit_memory_plan *plan;
-    size_t mem_limit, device_peak;
+    size_t mem_limit;
+    const cli_device_peak *device;
     int64_t frames_edited;
     int out_w, out_h;
     bool video;

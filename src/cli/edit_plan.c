@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/edit_inversion.h"
 #include "cli/invert_memory.h"
+#include "cli/video_input.h"
 #include "io/frames.h"
 #include "pipeline/invert.h"
 #include "stem/stem_attention.h"
@@ -82,51 +83,49 @@ typedef struct dry_input {
     int frames, width, height, steps;
 } dry_input;
 
+/* --frames N: a positive count, when no file or folder of that name exists (as stem
+ * invert --dry-run takes it). */
+static int frames_count_arg(const char *frames) {
+    struct stat st;
+    if (!frames || !*frames || stat(frames, &st) == 0) return 0;
+    char *end;
+    long n = strtol(frames, &end, 10);
+    return *end || n < 1 || n > 100000 ? 0 : (int)n;
+}
+
 static int probe(edit_args *a, dry_input *in, edit_inversion *inv) {
     stem_status s;
-    if (a->inversion) {
-        struct stat st;
-        if (stat(a->inversion, &st) == 0 || !a->inversion_from_config) {
-            char what[PATH_MAX + 32];
-            edit_inversion_what(a, what, sizeof what);
-            if ((s = edit_inversion_read(a->inversion, what, inv)) != STEM_OK || (s = edit_inversion_check_args(inv, a)) != STEM_OK)
-                return cli_report(s);
-            *in = (dry_input){.model = a->model ? a->model : inv->model, .frames = inv->n_frames, .width = inv->width,
-                              .height = inv->height, .steps = inv->steps};
-            return 0;
+    const cli_video_args *v = &a->v;
+    if (a->inversion && a->inversion_exists) {
+        char what[PATH_MAX + 32];
+        edit_inversion_what(a, what, sizeof what);
+        if ((s = edit_inversion_read(a->inversion, what, inv)) != STEM_OK || (s = edit_inversion_check_args(inv, a)) != STEM_OK)
+            return cli_report(s);
+        *in = (dry_input){.model = a->origin_model[0] ? v->model : inv->model, .frames = inv->n_frames,
+                          .width = inv->width, .height = inv->height, .steps = inv->steps};
+        return 0;
+    }
+    *in = (dry_input){.model = v->model, .steps = a->inv.inv.steps};
+    const int n = frames_count_arg(v->frames);
+    if (n) {
+        if (!v->width || !v->height) {
+            fprintf(stderr, "stem edit: --frames %d (a count) needs --width and --height\n", n);
+            return 2;
         }
+        *in = (dry_input){.model = v->model, .frames = v->n_frames && v->n_frames < n ? v->n_frames : n,
+                          .width = v->width, .height = v->height, .steps = a->inv.inv.steps};
+        return 0;
     }
-    const char *env = getenv("STEM_MODEL");
-    *in = (dry_input){.model = a->model ? a->model : env && *env ? env : NULL, .frames = a->n_frames,
-                      .width = a->width, .height = a->height, .steps = a->steps ? a->steps : 50};
-    if (!in->model) {
-        fprintf(stderr, "stem edit: --dry-run needs --model DIR (or STEM_MODEL) here\n");
-        return 2;
+    /* the frames as stem invert would take them: a folder's files counted, the first decoded
+     * for its size when --width/--height leave it open */
+    cli_frames_probe pr;
+    if ((s = cli_frames_probe_open(v, &pr)) != STEM_OK) return cli_report(s);
+    if (pr.available > 0 && v->n_frames > pr.available) {
+        s = stem_fail(STEM_E_ARG, "'%s' has %d frames, but %s asks for %d", v->frames, pr.available,
+                      v->n_frames_name[0] ? v->n_frames_name : "--n-frames", v->n_frames);
+        return cli_report(s);
     }
-    if (a->frames || !a->n_frames || !a->width || !a->height) {
-        /* the first frame's size and the count, as stem invert would take them */
-        char def[PATH_MAX];
-        snprintf(def, sizeof def, "%s/clips/shapes", getenv("STEM_REFDATA") && *getenv("STEM_REFDATA")
-                                                          ? getenv("STEM_REFDATA") : STEM_SOURCE_DIR "/refdata");
-        const char *path = a->frames ? a->frames : def;
-        stem_frame_source *src;
-        if ((s = stem_frame_source_open(path, edit_note_to_stderr, &a->quiet, &src)) != STEM_OK) return cli_report(s);
-        int count = stem_frame_source_count(src);
-        stem_image first = {0};
-        bool done = false;
-        s = stem_frame_source_next(src, &first, &done);
-        if (s == STEM_OK && done) s = stem_fail(STEM_E_FORMAT, "%s: no frames", path);
-        if (s == STEM_OK) {
-            if (!in->width) in->width = first.width;
-            if (!in->height) in->height = first.height;
-            if (count > 0 && in->frames > count)
-                s = stem_fail(STEM_E_ARG, "'%s' has %d frames, but --n-frames asks for %d", path, count, in->frames);
-            if (!in->frames) in->frames = count > 0 ? count : 1;
-        }
-        stem_image_free(&first);
-        stem_frame_source_close(src);
-        if (s != STEM_OK) return cli_report(s);
-    }
+    in->frames = pr.expected, in->width = pr.req.width, in->height = pr.req.height;
     return 0;
 }
 
@@ -136,15 +135,15 @@ int edit_dry_run(edit_args *a) {
     int rc = probe(a, &in, &inv);
     if (rc) return rc;
     stem_backend *be;
-    if ((rc = cli_open_backend(a->backend, &be)) != 0) return rc;
+    if ((rc = cli_open_backend(a->v.backend, &be)) != 0) return rc;
     stem_pipeline p;
     /* structure and sizes only: no weight is read (a folder of config.json files will do) */
-    stem_status s = stem_pipeline_load_shapes(in.model, be, a->dtype, &p);
+    stem_status s = stem_pipeline_load_shapes(in.model, be, a->v.dtype, &p);
     if (s != STEM_OK) {
         stem_backend_close(be);
         return cli_report(s);
     }
-    const size_t limit = a->mem_limit ? a->mem_limit : cli_default_mem_limit(be);
+    const size_t limit = a->v.mem_limit ? a->v.mem_limit : cli_default_mem_limit(be);
     stem_edit_options o = a->edit;
     o.steps = in.steps;
     stem_frame_geometry g;
@@ -152,21 +151,15 @@ int edit_dry_run(edit_args *a) {
     if ((s = stem_edit_options_check(&o)) == STEM_OK && (s = stem_pipeline_geometry(&p, in.height, in.width, &g)) == STEM_OK) {
         printf("stem edit --dry-run: model %s (%s), %d DDIM steps, edit attention %s%s\n", in.model,
                be->ops->describe(be), in.steps, stem_edit_attention_name(o.attention),
-               a->inversion ? "" : " (the inversion would run first into OUT/inversion)");
+               a->inversion_exists ? "" : " (the inversion would run first)");
         stem_edit_plan_memory(&p, &o, in.frames, g.latent_h, g.latent_w, limit, &plan);
         edit_plan_print(stdout, &plan, &o, in.frames, in.width, in.height, g.latent_h, g.latent_w, (int)g.out_w,
                         (int)g.out_h, limit);
-        if (!a->inversion) {
+        if (!a->inversion_exists) {
             /* the inversion stem edit runs first (stem invert's plan, with the inversion flags given) */
-            stem_invert_options io;
-            stem_invert_options_default(&io);
+            stem_invert_options io = a->inv.inv;
             io.steps = in.steps;
             io.sa.batch_size = o.batch_size;
-            if ((a->attention && stem_sa_mode_parse(a->attention, &io.sa.mode) != STEM_OK) ||
-                (a->em_scope && stem_em_scope_parse(a->em_scope, &io.sa.scope) != STEM_OK)) {
-                rc = cli_report(STEM_E_ARG);
-                goto done;
-            }
             stem_invert_memory_plan ip;
             stem_invert_plan_memory(&p, &io, in.frames, g.latent_h, g.latent_w, limit, &ip);
             printf("inversion plan (--attention %s --em-scope %s): ", stem_sa_mode_name(io.sa.mode),
@@ -187,7 +180,6 @@ int edit_dry_run(edit_args *a) {
     } else {
         rc = cli_report(s);
     }
-done:
     stem_pipeline_free(&p);
     stem_backend_close(be);
     return rc;

@@ -3,13 +3,8 @@
 
 #include <stdio.h>
 
-/* "512 KiB", "143 MiB", "12.5 GiB": sizes in messages, readable at any scale. */
-typedef struct size_text {
-    char s[32];
-} size_text;
-
-static size_text size_str(double bytes) {
-    size_text t;
+cli_size_text cli_size_str(double bytes) {
+    cli_size_text t;
     if (bytes < 1048576.0)
         snprintf(t.s, sizeof t.s, "%.0f KiB", bytes / 1024.0);
     else if (bytes < 10.0 * 1073741824.0)
@@ -42,19 +37,19 @@ stem_status cli_invert_plan(const stem_pipeline *p, stem_invert_options *inv, in
                          "state and attention keys/values: about %s for %d frames of %dx%d, plus %s for one frame at "
                          "a time, over the %s memory limit; raise --mem-limit, use fewer or smaller frames, or "
                          "--em-scope chunk (the original's per-chunk bases)", stem_sa_mode_name(inv->sa.mode),
-                         size_str((double)plan.all_frame_state).s, frames, width, height,
-                         size_str((double)(plan.needed - plan.all_frame_state)).s, size_str((double)limit).s);
+                         cli_size_str((double)plan.all_frame_state).s, frames, width, height,
+                         cli_size_str((double)(plan.needed - plan.all_frame_state)).s, cli_size_str((double)limit).s);
     if (!plan.fits)
         return stem_fail(STEM_E_ARG, "--attention %s --em-scope %s evaluates all %d frames of %dx%d at once: about %s "
                          "of UNet activations, over the %s memory limit; raise --mem-limit or use fewer or smaller "
                          "frames", stem_sa_mode_name(inv->sa.mode), stem_em_scope_name(inv->sa.scope), frames, width,
-                         height, size_str((double)plan.needed_all).s, size_str((double)limit).s);
+                         height, cli_size_str((double)plan.needed_all).s, cli_size_str((double)limit).s);
     if (announce && stem_invert_layer_major(inv, frames))
         fprintf(stderr, "stem invert: layer-major UNet: each module over %lld of the %d frames at a time (memory "
                 "limit %s; all frames at once need about %s)\n", (long long)inv->unet_frames, frames,
-                size_str((double)limit).s, size_str((double)plan.needed_all).s);
+                cli_size_str((double)limit).s, cli_size_str((double)plan.needed_all).s);
     else if (announce && inv->unet_frames < frames)
         fprintf(stderr, "stem invert: %lld frames per UNet evaluation (memory limit %s)\n", (long long)inv->unet_frames,
-                size_str((double)limit).s);
+                cli_size_str((double)limit).s);
     return STEM_OK;
 }

@@ -8,6 +8,12 @@
 
 #include "pipeline/invert.h"
 
+/* "512 KiB", "143 MiB", "12.5 GiB": sizes in messages, readable at any scale. */
+typedef struct cli_size_text {
+    char s[32];
+} cli_size_text;
+cli_size_text cli_size_str(double bytes);
+
 /* 70 % of what the backend can still allocate (RAM: MemAvailable; GPU: cudaMemGetInfo). */
 size_t cli_default_mem_limit(stem_backend *be);
 

@@ -1,9 +1,28 @@
-/* stem: entry point and subcommand dispatch. */
+/* stem: entry point and the table of commands. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "backends/backends.h"
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc, (void)argv;
+    printf("stem %s\n", STEM_VERSION);
+    return 0;
+}
+
+/* Every command, once: `stem --help` lists them in this order. */
+static const cli_command COMMANDS[] = {
+    {"edit", cmd_edit, "TokenFlow editing of a video on a STEM inversion, inverting it first when needed\n"
+                       "            (`stem edit --prompt TEXT`, `stem edit --inversion DIR --prompt TEXT`)"},
+    {"invert", cmd_invert, "STEM inversion + DDIM reconstruction of a video, with PSNR/SSIM and a contact sheet"},
+    {"op", cmd_op, "run one tensor op on named inputs from a .safetensors file (`--list`, `--check GOLDEN`)"},
+    {"info", cmd_info, "what a model folder or single-file checkpoint holds (`stem info --model PATH`)"},
+    {"system", cmd_system, "what this machine and build run: CPU kernels, threads, OpenBLAS core, GPU"},
+    {"tokenize", cmd_tokenize, "the 77 CLIP token ids of prompts (`stem tokenize --model DIR TEXT...`)"},
+    {"version", cmd_version, "print the version"},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -12,20 +31,10 @@ static void usage(FILE *out) {
             "\n"
             "usage: stem COMMAND [options]\n"
             "\n"
-            "commands:\n"
-            "  edit      TokenFlow editing of a video on a STEM inversion (inverting it first when needed):\n"
-            "            `stem edit --prompt TEXT` on the bundled clip, `stem edit --inversion DIR --prompt TEXT`\n"
-            "  invert    STEM inversion + DDIM reconstruction of a video, with PSNR/SSIM and a contact sheet\n"
-            "  op        run one tensor op on named inputs from a .safetensors file, write its outputs;\n"
-            "            `stem op --list` lists every op, `stem op --check GOLDEN` checks one golden file\n"
-            "  info      what a model folder or single-file checkpoint holds: components, parameters,\n"
-            "            dtypes, SD version, scheduler (`stem info --model PATH`)\n"
-            "  system    print what this machine and build run: CPU kernels, threads, OpenBLAS core, GPU\n"
-            "  tokenize  print the 77 CLIP token ids of prompts (`stem tokenize --model DIR TEXT...`)\n"
-            "  version   print the version\n"
-            "\n"
-            "`stem COMMAND --help` explains each command.\n",
+            "commands:\n",
             STEM_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(out, "\n`stem COMMAND --help` explains each command.\n");
 }
 
 int cli_report(stem_status s) {
@@ -46,16 +55,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "op")) return cmd_op(argc - 1, argv + 1);
-    if (!strcmp(cmd, "invert")) return cmd_invert(argc - 1, argv + 1);
-    if (!strcmp(cmd, "edit")) return cmd_edit(argc - 1, argv + 1);
-    if (!strcmp(cmd, "system")) return cmd_system(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("stem %s\n", STEM_VERSION);
-        return 0;
-    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--version")) return cmd_version(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "pipeline/resume_check.h"
+
 static const char *kind_of(const struct stat *st) {
     if (S_ISREG(st->st_mode)) return "a regular file";
     if (S_ISLNK(st->st_mode)) return "a symbolic link";
@@ -70,4 +72,42 @@ stem_status cli_output_check(const char *out, bool force, bool resume) {
     char partial[4200];
     snprintf(partial, sizeof partial, "%s.partial", out);
     return cli_partial_replaceable(partial);
+}
+
+/* Options must match an interrupted run's to resume it (bit-identical results). */
+static stem_status check_resume_options(const char *dir, json_object *options) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/options.json", dir);
+    json_object *old = json_object_from_file(path);
+    if (!old) return stem_fail(STEM_E_ARG, "--resume: %s has no readable options.json; start over with --force", dir);
+    stem_status s = stem_resume_compare_options(path, old, options);
+    json_object_put(old);
+    return s;
+}
+
+stem_status cli_output_begin(const char *cmd, const char *out, bool force, bool resume, bool quiet,
+                             json_object *options, stem_outdir *od) {
+    struct stat st;
+    memset(od, 0, sizeof *od);
+    STEM_TRY(cli_output_check(out, force, resume));
+    if (force && !resume && stat(out, &st) == 0) STEM_TRY(stem_remove_tree(out));
+    STEM_TRY(stem_outdir_begin(out, od));
+    if (od->reused && !resume) {
+        stem_status s = stem_remove_tree(od->partial);
+        stem_outdir_free(od);
+        STEM_TRY(s);
+        STEM_TRY(stem_outdir_begin(out, od));
+    }
+    if (resume && od->reused) {
+        int stale = 0;
+        STEM_TRY(stem_resume_remove_stale_temps(od->partial, &stale));
+        if (stale && !quiet)
+            fprintf(stderr, "%s: removed %d stale temporary file%s (an interrupted write) from %s\n", cmd, stale,
+                    stale == 1 ? "" : "s", od->partial);
+        return check_resume_options(od->partial, options);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/options.json", od->partial);
+    const char *text = json_object_to_json_string_ext(options, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    return stem_atomic_write(path, text, strlen(text));
 }

@@ -10,9 +10,11 @@
 #ifndef STEM_CLI_OUTPUT_DIR_H
 #define STEM_CLI_OUTPUT_DIR_H
 
+#include <json-c/json.h>
 #include <stdbool.h>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 
 /* STEM_OK when `path` does not exist, is empty, or is a folder stem wrote (above);
  * otherwise STEM_E_ARG naming `path`. `flag` ("--force") goes into the message. */
@@ -25,5 +27,14 @@ stem_status cli_partial_replaceable(const char *partial);
  * and must be stem's; a leftover "<out>.partial", which a run reuses (--resume) or
  * removes (otherwise), must be stem's. STEM_E_ARG naming the culprit otherwise. */
 stem_status cli_output_check(const char *out, bool force, bool resume);
+
+/* Opens `out`'s DIR.partial for a run, just before its first step (the checks above made
+ * again, now that anything is removed): with --force (and not --resume) an existing `out`
+ * goes; a leftover DIR.partial is reused with --resume (its stale temporary files removed,
+ * saying so unless quiet; its options.json must equal `options`, pipeline/resume_check.h)
+ * and removed otherwise; a fresh DIR.partial gets options.json. `cmd` prefixes messages.
+ * On success od->reused says whether an interrupted run's folder is being continued. */
+stem_status cli_output_begin(const char *cmd, const char *out, bool force, bool resume, bool quiet,
+                             json_object *options, stem_outdir *od);
 
 #endif

@@ -1,5 +1,6 @@
 #include "cli/progress.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,3 +64,17 @@ void stem_progress_end(stem_progress *p) {
     if (p->tty) fprintf(stderr, "\n");
     fprintf(stderr, "%s: done in %s\n", p->label, took);
 }
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_interrupt_catch(void) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}
+
+bool cli_interrupted(void) { return interrupted != 0; }

@@ -26,4 +26,10 @@ void stem_progress_show(stem_progress *p, int done);
 void stem_progress_end(stem_progress *p);
 double stem_now_seconds(void);
 
+/* Ctrl-C / SIGTERM during a long run: cli_interrupt_catch() installs handlers that only
+ * set a flag; the run checks cli_interrupted() after each step, saves, and stops with a
+ * message saying how to continue (--resume). */
+void cli_interrupt_catch(void);
+bool cli_interrupted(void);
+
 #endif

@@ -48,6 +48,25 @@ const char *stem_config_key_name(stem_config_key k) {
     return (unsigned)k < STEM_CFG_KEY_COUNT ? KEYS[k].name : "?";
 }
 
+int stem_config_key_find(const char *name) {
+    for (int k = 0; k < STEM_CFG_KEY_COUNT; k++)
+        if (!strcmp(KEYS[k].name, name)) return k;
+    return -1;
+}
+
+const char *stem_yaml_config_text(const stem_yaml_config *c, stem_config_key k, char *buf, size_t len) {
+    if ((unsigned)k >= STEM_CFG_KEY_COUNT) return NULL;
+    const void *field = (const char *)c + KEYS[k].offset;
+    switch (KEYS[k].type) {
+    case T_STR: return *(char *const *)field;
+    case T_INT:
+        snprintf(buf, len, "%lld", k == STEM_CFG_SEED ? (long long)*(const int64_t *)field : (long long)*(const int *)field);
+        return buf;
+    case T_NUM: snprintf(buf, len, "%.17g", *(const double *)field); return buf;
+    }
+    return NULL;
+}
+
 void stem_yaml_config_free(stem_yaml_config *c) {
     if (!c) return;
     free(c->path);

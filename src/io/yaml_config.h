@@ -16,6 +16,7 @@
 #define STEM_IO_YAML_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -79,5 +80,10 @@ static inline bool stem_yaml_config_has(const stem_yaml_config *c, stem_config_k
 }
 /* "seed", "n_frames", ... */
 const char *stem_config_key_name(stem_config_key k);
+/* The key called `name`, or -1. */
+int stem_config_key_find(const char *name);
+/* Key k's value in c as text: integers in decimal, numbers as %.17g (into buf), strings
+ * as they are (NULL when unset). What a command line would have said for it. */
+const char *stem_yaml_config_text(const stem_yaml_config *c, stem_config_key k, char *buf, size_t len);
 
 #endif

@@ -1,3 +1,5 @@
+/* Inversion and reconstruction: thin wrappers of the sampler with STEM-SA, and the
+ * memory plan (see invert.h). */
 #include "pipeline/invert.h"
 
 #include <string.h>
@@ -11,18 +13,9 @@ void stem_invert_options_default(stem_invert_options *o) {
 }
 
 bool stem_invert_layer_major(const stem_invert_options *o, int64_t frames) {
-    return stem_sa_spans_video(&o->sa) && o->unet_frames > 0 && o->unet_frames < frames;
-}
-
-/* Frames per UNet evaluation: all, unless the attention mode lets them be split. */
-static int64_t frames_per_eval(const stem_invert_options *o, int64_t F) {
-    int64_t want = o->unet_frames > 0 && o->unet_frames < F ? o->unet_frames : F;
-    if (o->sa.mode == STEM_SA_FRAME) return want;
-    if (o->sa.scope == STEM_SCOPE_CHUNK && o->sa.batch_size > 0) {
-        int64_t chunks = want / o->sa.batch_size;
-        return chunks > 0 ? chunks * o->sa.batch_size : o->sa.batch_size;
-    }
-    return F;
+    stem_frame_batching b;
+    stem_frame_batching_plan(&o->sa, o->unet_frames, frames, &b);
+    return b.layer_major;
 }
 
 /* ---- memory budget ------------------------------------------------------------------------ */
@@ -38,9 +31,9 @@ void stem_invert_plan_memory(const stem_pipeline *p, const stem_invert_options *
     plan->fits = true;
     int64_t fit = per_frame ? (int64_t)(mem_bytes / per_frame) : frames;
     if (!stem_sa_spans_video(&o->sa)) {
-        stem_invert_options tmp = *o;
-        tmp.unet_frames = fit < 1 ? 1 : fit;
-        plan->unet_frames = frames_per_eval(&tmp, frames);
+        stem_frame_batching b;
+        stem_frame_batching_plan(&o->sa, fit < 1 ? 1 : fit, frames, &b);
+        plan->unet_frames = b.per_eval;
         plan->needed = per_frame * (size_t)plan->unet_frames;
         /* chunk scope cannot split a chunk */
         plan->fits = plan->unet_frames < frames || plan->needed_all <= mem_bytes;
@@ -64,65 +57,62 @@ void stem_invert_plan_memory(const stem_pipeline *p, const stem_invert_options *
     plan->needed = plan->all_frame_state + per_frame * (size_t)plan->unet_frames;
 }
 
-/* ---- the DDIM loop ------------------------------------------------------------------------ */
+/* ---- the DDIM loop: the sampler with STEM-SA ---------------------------------------------- */
 
-/* The shared loop: S UNet evaluations, each followed by a DDIM update of x. */
-static stem_status run_ddim_loop(stem_pipeline *p, const stem_tensor *context, const stem_invert_options *o,
-                                 stem_phase phase, int first_step, stem_tensor *x, stem_step_fn on_step, void *user) {
+/* Before each evaluation: the EM's counter words (step, chunk of its first frame). */
+typedef struct sa_step {
+    stem_sa_hooks *sa;
+    const stem_sa_options *opt;
+} sa_step;
+
+static void sa_before_eval(void *user, int step, int64_t f0, int64_t n) {
+    (void)n;
+    const sa_step *c = user;
+    stem_sa_hooks_set_step(c->sa, step, c->opt->scope == STEM_SCOPE_CHUNK ? (uint32_t)(f0 / c->opt->batch_size) : 0);
+}
+
+/* S UNet evaluations with STEM-SA hooks over o's frame batching, each followed by a DDIM
+ * update of x: the sampler (pipeline/sampler.h) in the phase's direction. */
+static stem_status run_phase(stem_pipeline *p, const stem_tensor *context, const stem_invert_options *o,
+                             stem_phase phase, int first_step, stem_tensor *x, stem_step_fn on_step, void *user) {
     stem_ddim ddim;
     STEM_TRY(stem_ddim_init(&ddim, &p->schedule, o->steps));
-    const int64_t F = x->shape[0];
-    const bool layer_major = stem_invert_layer_major(o, F);
-    /* frame-major: evaluations of `per` frames (all, or whole chunks); layer-major: one
-     * evaluation of all frames, each module over slices of o->unet_frames */
-    const int64_t per = frames_per_eval(o, F), slice = layer_major ? o->unet_frames : per;
+    stem_sampler_unet model = {.p = p, .context = context};
+    stem_frame_batching_plan(&o->sa, o->unet_frames, x->shape[0], &model.batching);
     size_t mark = stem_arena_mark(p->arena);
-    stem_tensor eps = {0}, next = {0};
     stem_sa_hooks *sa = NULL;
-    stem_status s = stem_tensor_new(p->be, x->dtype, x->ndim, x->shape, &eps);
-    if (s == STEM_OK) s = stem_tensor_new(p->be, x->dtype, x->ndim, x->shape, &next);
-    if (s == STEM_OK)
-        s = stem_sa_hooks_create(&o->sa, phase, p->unet, p->arena, F, x->shape[2], x->shape[3], layer_major, &sa);
-    stem_unet_hook_set set = sa ? stem_sa_hook_set(sa) : (stem_unet_hook_set){0};
-    const stem_unet_hooks hooks = {.branches = 1, .sets = &set, .n_sets = 1};
-    for (int i = first_step; i < o->steps && s == STEM_OK; i++) {
-        /* inversion walks the timesteps upwards (1 .. 981), sampling downwards */
-        int t = phase == STEM_PHASE_INVERSION ? ddim.timesteps[o->steps - 1 - i] : ddim.timesteps[i];
-        float tf = (float)t;
-        for (int64_t f0 = 0; f0 < F && s == STEM_OK; f0 += per) {
-            int64_t n = F - f0 < per ? F - f0 : per;
-            stem_tensor xs, es;
-            s = stem_tensor_narrow0(x, f0, n, &xs);
-            if (s == STEM_OK) s = stem_tensor_narrow0(&eps, f0, n, &es);
-            stem_sa_hooks_set_step(sa, i, o->sa.scope == STEM_SCOPE_CHUNK ? (uint32_t)(f0 / o->sa.batch_size) : 0);
-            if (s == STEM_OK)
-                s = stem_unet_forward_sliced(p->unet, p->arena, &xs, &tf, 1, context, &hooks, slice, &es);
-        }
-        if (s == STEM_OK)
-            s = phase == STEM_PHASE_INVERSION ? stem_ddim_invert_step(&ddim, t, x, &eps, &next)
-                                              : stem_ddim_sample_step(&ddim, t, x, &eps, &next);
-        if (s == STEM_OK) s = stem_tensor_copy(&next, x);
-        if (s == STEM_OK && on_step) {
-            s = on_step(user, phase, i, o->steps, t, x);
-            if (s != STEM_OK) break; /* its message is the caller's (e.g. "interrupted after step N") */
-        }
-        /* counted from 1, as the progress bar and the interruption message count */
-        if (s != STEM_OK) stem_error_context(s, "%s step %d of %d (t = %d)", phase == STEM_PHASE_INVERSION ? "inversion" : "reconstruction", i + 1, o->steps, t);
+    stem_status s = stem_sa_hooks_create(&o->sa, phase, p->unet, p->arena, x->shape[0], x->shape[2], x->shape[3],
+                                         model.batching.layer_major, &sa);
+    if (s == STEM_OK) {
+        stem_unet_hook_set set = stem_sa_hook_set(sa);
+        const stem_unet_hooks hooks = {.branches = 1, .sets = &set, .n_sets = 1};
+        sa_step step = {.sa = sa, .opt = &o->sa};
+        model.hooks = &hooks;
+        model.before_eval = sa_before_eval;
+        model.before_user = &step;
+        const stem_sampler_loop loop = {
+            .ddim = &ddim,
+            .dir = phase == STEM_PHASE_INVERSION ? STEM_SAMPLER_INVERT : STEM_SAMPLER_SAMPLE,
+            .phase = phase,
+            .eps = stem_sampler_unet_eps,
+            .eps_user = &model,
+            .on_step = on_step,
+            .user = user,
+        };
+        s = stem_sampler_run(&loop, first_step, x);
     }
     stem_arena_reset(p->arena, mark);
     stem_sa_hooks_free(sa);
-    stem_tensor_free(&eps);
-    stem_tensor_free(&next);
     stem_ddim_free(&ddim);
     return s;
 }
 
 stem_status stem_invert_latents(stem_pipeline *p, const stem_tensor *context, const stem_invert_options *o,
                                 int first_step, stem_tensor *x, stem_step_fn on_step, void *user) {
-    return run_ddim_loop(p, context, o, STEM_PHASE_INVERSION, first_step, x, on_step, user);
+    return run_phase(p, context, o, STEM_PHASE_INVERSION, first_step, x, on_step, user);
 }
 
 stem_status stem_reconstruct_latents(stem_pipeline *p, const stem_tensor *context, const stem_invert_options *o,
                                      int first_step, stem_tensor *x, stem_step_fn on_step, void *user) {
-    return run_ddim_loop(p, context, o, STEM_PHASE_RECONSTRUCTION, first_step, x, on_step, user);
+    return run_phase(p, context, o, STEM_PHASE_RECONSTRUCTION, first_step, x, on_step, user);
 }

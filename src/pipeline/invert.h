@@ -22,6 +22,7 @@
 #define STEM_PIPELINE_INVERT_H
 
 #include "pipeline/pipeline.h"
+#include "pipeline/sampler.h"
 #include "stem/em.h"
 #include "stem/stem_attention.h"
 
@@ -60,10 +61,8 @@ void stem_invert_plan_memory(const stem_pipeline *p, const stem_invert_options *
 
 void stem_invert_options_default(stem_invert_options *o);
 
-/* Called after every step with the latents at that point (on the pipeline's backend).
- * A non-OK return stops the loop with that status (e.g. interrupted). */
-typedef stem_status (*stem_step_fn)(void *user, stem_phase phase, int step_index, int steps, int t,
-                                    const stem_tensor *latents);
+/* The two loops are the sampler (pipeline/sampler.h) with STEM-SA's hook set
+ * (stem/stem_sa.h) over o's frame batching; on_step is called after every step. */
 
 /* z0 [F, 4, h, w] -> x [F, 4, h, w] at the last (noisiest) timestep, in place in `x`
  * (x holds z0 on entry, or the latents after step `first_step - 1` when resuming). */

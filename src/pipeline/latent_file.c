@@ -10,10 +10,6 @@
 #include "core/tensor_map.h"
 #include "io/safetensors.h"
 
-const char *stem_phase_name(stem_phase phase) {
-    return phase == STEM_PHASE_INVERSION ? "inversion" : phase == STEM_PHASE_RECONSTRUCTION ? "reconstruction" : "editing";
-}
-
 void stem_fnv1a64_hex(const void *data, size_t n, char hex[17]) {
     uint64_t h = 1469598103934665603ULL;
     const uint8_t *p = data;
@@ -51,7 +47,22 @@ static stem_status check_meta(const char *path, const stem_tensor_map *m, const 
     return STEM_OK;
 }
 
-stem_status stem_latent_file_load(const char *path, stem_phase phase, int step, int t, stem_tensor *x) {
+/* saved [F, ...] holds x's frames from f0 (whole: x is all of it). */
+static stem_status check_frames(const char *path, const stem_tensor *saved, int64_t f0, bool whole, const stem_tensor *x) {
+    char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
+    bool ok = saved->ndim == x->ndim && saved->ndim >= 1;
+    for (int d = 1; ok && d < x->ndim; d++) ok = saved->shape[d] == x->shape[d];
+    if (ok && whole) ok = saved->shape[0] == x->shape[0];
+    if (!ok)
+        return stem_fail(STEM_E_SHAPE, "%s: latents of shape %s, this run needs %s", path,
+                         stem_shape_str(saved, a, sizeof a), stem_shape_str(x, b, sizeof b));
+    if (f0 < 0 || f0 + x->shape[0] > saved->shape[0])
+        return stem_fail(STEM_E_SHAPE, "%s: latents of shape %s hold no frames %lld..%lld", path,
+                         stem_shape_str(saved, a, sizeof a), (long long)f0, (long long)(f0 + x->shape[0] - 1));
+    return STEM_OK;
+}
+
+static stem_status load(const char *path, stem_phase phase, int step, int t, int64_t f0, bool whole, stem_tensor *x) {
     stem_tensor_map m;
     STEM_TRY(stem_safetensors_load(path, -1, &m)); /* as stored: the checksum covers those bytes */
     char buf[32], sum[17];
@@ -70,20 +81,28 @@ stem_status stem_latent_file_load(const char *path, stem_phase phase, int step, 
             s = stem_fail(STEM_E_FORMAT, "%s: the latents do not match their checksum (%s, the data give %s): the file "
                           "is damaged", path, want, sum);
     }
+    stem_tensor part;
+    if (s == STEM_OK && x) s = check_frames(path, saved, f0, whole, x);
+    if (s == STEM_OK && x) s = stem_tensor_narrow0(saved, f0, x->shape[0], &part);
     if (s == STEM_OK && x) {
-        if (!stem_same_shape(saved, x)) {
-            char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
-            s = stem_fail(STEM_E_SHAPE, "%s: latents of shape %s, this run needs %s", path,
-                          stem_shape_str(saved, a, sizeof a), stem_shape_str(x, b, sizeof b));
-        } else if (saved->dtype == x->dtype) {
-            s = stem_tensor_copy(saved, x);
+        if (part.dtype == x->dtype) {
+            s = stem_tensor_copy(&part, x);
         } else {
             stem_tensor conv = {0};
-            s = stem_tensor_to(saved, stem_cpu_backend(), x->dtype, &conv);
+            s = stem_tensor_to(&part, stem_cpu_backend(), x->dtype, &conv);
             if (s == STEM_OK) s = stem_tensor_copy(&conv, x);
             stem_tensor_free(&conv);
         }
     }
     stem_tensor_map_free(&m);
     return s;
+}
+
+stem_status stem_latent_file_load(const char *path, stem_phase phase, int step, int t, stem_tensor *x) {
+    return load(path, phase, step, t, 0, true, x);
+}
+
+stem_status stem_latent_file_load_frames(const char *path, stem_phase phase, int step, int t, int64_t f0,
+                                         stem_tensor *x) {
+    return load(path, phase, step, t, f0, false, x);
 }
