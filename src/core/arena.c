@@ -68,6 +68,15 @@ void stem_arena_reset(stem_arena *a, size_t mark) {
 
 size_t stem_arena_peak(const stem_arena *a) { return a->peak; }
 
+stem_status stem_arena_reserve(stem_arena *a, size_t bytes) {
+    if (a->current != 0 || a->offset != 0)
+        return stem_fail(STEM_E_ARG, "arena: reserve while %zu bytes are in use", a->in_use);
+    if (a->block_count > 0 && a->blocks[0].size >= bytes) return STEM_OK;
+    for (int i = 0; i < a->block_count; i++) a->be->ops->free(a->be, a->blocks[i].base);
+    a->block_count = 0;
+    return arena_add_block(a, bytes);
+}
+
 stem_status stem_arena_tensor(stem_arena *a, stem_dtype dt, int ndim, const int64_t *shape, stem_tensor *out) {
     stem_tensor t = stem_tensor_wrap(a->be, dt, ndim, shape, NULL);
     size_t bytes = (stem_nbytes(&t) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;

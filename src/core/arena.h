@@ -17,6 +17,9 @@ stem_status stem_arena_tensor(stem_arena *a, stem_dtype dt, int ndim, const int6
 /* Position to return to: everything allocated after `mark` is released by reset. */
 size_t stem_arena_mark(const stem_arena *a);
 void stem_arena_reset(stem_arena *a, size_t mark);
+/* Makes the first block at least `bytes` (the arena must be empty): a run whose peak is
+ * known (stem_unet_activation_bytes) then fits in one block, with no block-boundary waste. */
+stem_status stem_arena_reserve(stem_arena *a, size_t bytes);
 /* Highest number of bytes in use since creation (for memory reports). */
 size_t stem_arena_peak(const stem_arena *a);
 

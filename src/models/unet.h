@@ -147,6 +147,15 @@ stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem
                                      const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
                                      const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out);
 
+/* The arena bytes a forward of `batch` samples at h x w latents holds at its peak, from the
+ * module structure (src/models/unet_memory.c replays the forward's allocations; without
+ * the arena's block boundaries, so an arena of small blocks may peak a little higher), for
+ * a context of context_len tokens. The _sliced form: a batch of `branches` x frames run
+ * over slices of slice_frames frames (two_phase: attn1 in two phases over all frames). */
+size_t stem_unet_activation_bytes(const stem_unet *u, int64_t batch, int64_t h, int64_t w, int64_t context_len);
+size_t stem_unet_activation_bytes_sliced(const stem_unet *u, int64_t batch, int64_t branches, int64_t slice_frames,
+                                         int64_t h, int64_t w, int64_t context_len, bool two_phase);
+
 /* Elements per sample that a sliced forward keeps for all samples at once on an
  * h x w input: the skip connections, the two up-path buffers and the largest
  * transformer's token stream [N, C] (not counting what a collect hook keeps). */

@@ -218,6 +218,23 @@ static stem_status edit_buffers(edit_run *r) {
     return stem_tensor_new(be, x->dtype, x->ndim, x->shape, &r->next);
 }
 
+/* One arena block for the largest evaluation (src/models/unet_memory.c's replay of its
+ * allocations, plus room for the hooks' scratch), so that the arena peaks at the plan and
+ * not at the plan plus block-boundary waste. Skipped when the caller has the arena in use. */
+static void reserve_arena(edit_run *r) {
+    const stem_tensor *x = r->x;
+    const int64_t h = x->shape[2], w = x->shape[3], K = r->chunks;
+    const int64_t n = r->frames < r->o->batch_size ? r->frames : r->o->batch_size;
+    const int64_t ctx = r->in->context_source->shape[1];
+    size_t need = stem_unet_activation_bytes(r->p->unet, 3 * n, h, w, ctx);
+    const bool sliced = r->o->unet_frames > 0 && r->o->unet_frames < K;
+    size_t piv = sliced ? stem_unet_activation_bytes_sliced(r->p->unet, 3 * K, 3, r->o->unet_frames, h, w, ctx, true)
+                        : stem_unet_activation_bytes(r->p->unet, 3 * K, h, w, ctx);
+    if (piv > need) need = piv;
+    if (stem_arena_mark(r->p->arena) == 0 && stem_arena_reserve(r->p->arena, need + need / 32 + ((size_t)4 << 20)) != STEM_OK)
+        stem_clear_error();
+}
+
 static stem_status check_inputs(const stem_pipeline *p, const stem_edit_inputs *in, const stem_tensor *x) {
     const stem_tensor *c[3] = {in->context_source, in->context_negative, in->context_target};
     static const char *const names[3] = {"inversion prompt", "negative prompt", "prompt"};
@@ -250,6 +267,7 @@ stem_status stem_edit_latents(stem_pipeline *p, const stem_edit_inputs *in, cons
     tc.two_phase = o->unet_frames > 0 && o->unet_frames < r.chunks;
     stem_status s = stem_tokenflow_create(p->unet, &tc, x->shape[2], x->shape[3], &r.tf);
     if (s == STEM_OK) s = edit_buffers(&r);
+    if (s == STEM_OK) reserve_arena(&r);
     if (s == STEM_OK) {
         if (obs && obs->token_flow) stem_tokenflow_set_observer(r.tf, observe_index, (void *)obs);
         r.sets[0] = stem_tokenflow_hook_set(r.tf);
