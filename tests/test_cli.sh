@@ -31,6 +31,17 @@ expect_fail() {
 golden=$(ls "$REFDATA"/golden/ops/conv2d__*.safetensors 2>/dev/null | head -n 1)
 
 if "$STEM" --help | grep -q "usage: stem COMMAND"; then ok "stem --help"; else bad "stem --help"; fi
+# every command `stem --help` lists (main.c's table) runs and answers --help
+cmds=$("$STEM" --help | sed -n '/^commands:/,/^$/s/^  \([a-z]*\) .*/\1/p')
+listed=0
+for c in $cmds; do
+    listed=$((listed + 1))
+    if "$STEM" "$c" --help >/dev/null 2>&1; then ok "stem $c --help (listed by stem --help)"; else bad "stem $c --help"; fi
+done
+for c in invert op info; do
+    case " $(echo $cmds) " in *" $c "*) ;; *) bad "stem --help does not list $c: $(echo $cmds)" ;; esac
+done
+[ "$listed" -ge 6 ] || bad "stem --help lists $listed commands"
 if "$STEM" op --list | grep -q "^conv2d:"; then ok "stem op --list names conv2d"; else bad "stem op --list"; fi
 if "$STEM" op conv2d --help | grep -q "padding"; then ok "stem op conv2d --help lists attributes"; else bad "op help"; fi
 if "$STEM" system | grep -q "^cpu:"; then ok "stem system describes the cpu backend"; else bad "stem system"; fi

@@ -50,7 +50,8 @@ static stem_status job_load(invert_job *j) {
     STEM_TRY(cli_invert_plan(j->p, &j->inv, j->probe.expected, j->probe.req.width, j->probe.req.height, j->mem_limit,
                              false));
     STEM_TRY(cli_frames_load(v, &j->probe, &j->fr));
-    if (!v->quiet) fprintf(stderr, CMD ": %d frames %dx%d from %s\n", j->fr.count, j->fr.width, j->fr.height, v->frames);
+    if (!v->quiet)
+        fprintf(stderr, CMD ": %d frames %dx%d from %s\n", j->fr.count, j->fr.width, j->fr.height, v->frames);
     STEM_TRY(invert_plan_outputs(j));
     const invert_output_plan *out = &j->out;
     if (out->cropped && !v->quiet)
@@ -134,7 +135,8 @@ static stem_status on_step(void *user, stem_phase phase, int step, int steps, in
 /* The last saved step of a store (-1: none), its latents loaded into x. */
 static stem_status resume_point(invert_job *j, int which, int *last) {
     stem_status s = stem_latent_store_resume_point(&j->stores[which], &j->x, last);
-    return s == STEM_OK ? s : stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
+    if (s != STEM_OK) stem_error_context(s, "--resume (start over with --force, or delete that file and resume)");
+    return s;
 }
 
 /* One loop from step first; its time into seconds[which]. */

@@ -119,7 +119,8 @@ int invert_parse_args(int argc, char **argv, invert_args *a) {
         return 2;
     }
     /* the caption of the bundled clip (refdata/clips/shapes.txt) */
-    if (!a->prompt && a->v.frames_is_default) a->prompt = "a green circle moving right and a red square moving right on a yellow background";
+    if (!a->prompt && a->v.frames_is_default)
+        a->prompt = "a green circle moving right and a red square moving right on a yellow background";
     if (stem_em_options_check(&a->inv.sa.em) != STEM_OK) {
         fprintf(stderr, CMD ": %s\n", stem_last_error());
         return 2;

@@ -84,7 +84,8 @@ static void print_plan(const invert_args *a, const stem_pipeline *p, const stem_
                        const stem_frame_geometry *g, int F, int W, int H, size_t limit) {
     const size_t ds = stem_dtype_size(p->dtype), f32 = sizeof(float);
     const double lat = (double)F * (double)p->vae.cfg.latent_channels * (double)(g->latent_h * g->latent_w) * (double)ds;
-    const double in_dev = (double)F * 3.0 * W * H * (double)ds, out_px = (double)F * 3.0 * (double)(g->out_h * g->out_w);
+    const double in_dev = (double)F * 3.0 * W * H * (double)ds;
+    const double out_px = (double)F * 3.0 * (double)(g->out_h * g->out_w); /* elements */
     const double ctx = 77.0 * (double)p->text.cfg.hidden * (double)ds;
     const double weights = (double)(stem_unet_param_count(p->unet) + p->vae.params + p->text.params) * (double)ds;
     stem_invert_memory_plan plan;
@@ -111,8 +112,9 @@ static void print_plan(const invert_args *a, const stem_pipeline *p, const stem_
     printf("\ndevice: %s%s\n", p->be->ops->describe(p->be), cpu ? " (the CPU backend: host RAM)" : "");
     printf("  %-38s %14s  %10s\n", "", "bytes", "");
     row("weights (parameters x dtype)", weights, NULL);
-    row("UNet activations (estimate)", unet, b.layer_major ? "the --mem-limit budget; layer-major" : "the --mem-limit budget");
-    if (b.layer_major) row("  of which all-frame state", (double)plan.all_frame_state, "skips, hidden state, keys/values");
+    row("UNet activations (estimate)", unet, "the --mem-limit budget");
+    if (b.layer_major)
+        row("  of which all-frame state", (double)plan.all_frame_state, "skips, hidden state, keys/values");
     if (plan.needed_all != (size_t)unet) row("  (all frames at once would need)", (double)plan.needed_all, NULL);
     row("latents z0, x, eps, next", 4 * lat, NULL);
     row("prompt context [1, 77, X]", ctx, NULL);

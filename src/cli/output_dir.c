@@ -108,6 +108,7 @@ stem_status cli_output_begin(const char *cmd, const char *out, bool force, bool 
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/options.json", od->partial);
-    const char *text = json_object_to_json_string_ext(options, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text =
+        json_object_to_json_string_ext(options, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     return stem_atomic_write(path, text, strlen(text));
 }

@@ -44,7 +44,8 @@ void cli_video_add_shape(cli_table *t, cli_video_args *v) {
                             .yaml = "width",
                             .help = "resize frames to exactly W wide, Lanczos (default: the first frame's width)"});
     cli_add(t, (cli_option){.name = "--height", .value = "H", .kind = CLI_INT, .to.i = &v->height, .lo = 8,
-                            .hi = 8192, .yaml = "height", .help = "... and H high (default: the first frame's height)"});
+                            .hi = 8192, .yaml = "height",
+                            .help = "... and H high (default: the first frame's height)"});
 }
 
 void cli_video_add_run(cli_table *t, cli_video_args *v) {

@@ -48,7 +48,8 @@ static stem_status check_meta(const char *path, const stem_tensor_map *m, const 
 }
 
 /* saved [F, ...] holds x's frames from f0 (whole: x is all of it). */
-static stem_status check_frames(const char *path, const stem_tensor *saved, int64_t f0, bool whole, const stem_tensor *x) {
+static stem_status check_frames(const char *path, const stem_tensor *saved, int64_t f0, bool whole,
+                                const stem_tensor *x) {
     char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
     bool ok = saved->ndim == x->ndim && saved->ndim >= 1;
     for (int d = 1; ok && d < x->ndim; d++) ok = saved->shape[d] == x->shape[d];

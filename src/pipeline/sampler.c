@@ -35,7 +35,8 @@ stem_status stem_sampler_run(const stem_sampler_loop *l, int first_step, stem_te
             if (s != STEM_OK) break; /* its message is the caller's (e.g. "interrupted after step N") */
         }
         /* counted from 1, as the progress bar and the interruption message count */
-        if (s != STEM_OK) stem_error_context(s, "%s step %d of %d (t = %d)", stem_phase_name(l->phase), i + 1, steps, t);
+        if (s != STEM_OK)
+            stem_error_context(s, "%s step %d of %d (t = %d)", stem_phase_name(l->phase), i + 1, steps, t);
     }
     stem_tensor_free(&eps);
     stem_tensor_free(&next);
