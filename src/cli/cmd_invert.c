@@ -105,6 +105,7 @@ static stem_status find_resume_point(const char *dir, stem_phase phase, const st
 static json_object *options_json(const invert_args *a, const stem_frames *fr) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "model", json_object_new_string(a->model));
+    if (a->model_config) json_object_object_add(o, "model_config", json_object_new_string(a->model_config));
     json_object_object_add(o, "frames", json_object_new_string(a->frames));
     json_object_object_add(o, "prompt", json_object_new_string(a->prompt));
     json_object_object_add(o, "n_frames", json_object_new_int(fr->count));
@@ -227,8 +228,13 @@ static json_object *manifest_json(const invert_args *a, const run_state *st, jso
     json_object *model = json_object_new_object();
     json_object_object_add(model, "path", json_object_new_string(a->model));
     char fingerprint[17];
-    if (stem_model_fingerprint(a->model, fingerprint) == STEM_OK)
+    if (a->model_config) json_object_object_add(model, "config", json_object_new_string(a->model_config));
+    if (stem_model_fingerprint(a->model, a->model_config, fingerprint) == STEM_OK)
         json_object_object_add(model, "fingerprint_fnv1a64", json_object_new_string(fingerprint));
+    if (r->p->single_file) { /* what a single file does not hold */
+        json_object_object_add(model, "tokenizer", json_object_new_string(r->p->tokenizer_from));
+        json_object_object_add(model, "scheduler", json_object_new_string(r->p->scheduler_from));
+    }
     json_object_object_add(model, "unet_parameters", json_object_new_int64(stem_unet_param_count(r->p->unet)));
     char lat[64];
     snprintf(lat, sizeof lat, "%lldx%lld", (long long)r->out->geo.latent_w, (long long)r->out->geo.latent_h);
@@ -340,8 +346,11 @@ int cmd_invert(int argc, char **argv) {
         fprintf(stderr, "stem invert: model %s%s on %s\n", a.model,
                 a.model_is_default ? " (bundled tiny shapes model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
                 be->ops->describe(be));
-    if ((s = stem_pipeline_load(a.model, be, a.dtype, &p)) != STEM_OK) goto fail;
+    if ((s = stem_pipeline_load_config(a.model, a.model_config, be, a.dtype, &p)) != STEM_OK) goto fail;
     have_pipeline = true;
+    if (p.single_file && !a.quiet)
+        fprintf(stderr, "stem invert: single-file checkpoint: tokenizer: %s; scheduler: %s\n", p.tokenizer_from,
+                p.scheduler_from);
     /* the memory plan (cli/invert_memory.c) before any frame is decoded at the requested
      * size (--width 8192 --height 8192 ran 64 s and took 6.6 GB before the message), and
      * again below for the frames actually read */

@@ -23,7 +23,16 @@ static void usage(FILE *out) {
             "STEM_MODEL_SD21 for configs naming sd_version 1.5 / 2.1).\n"
             "\n"
             "input:\n"
-            "  --model DIR            diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...)\n"
+            "  --model DIR|FILE       diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...) or a\n"
+            "                         single-file SD 1.x/2.x checkpoint (.safetensors, original LDM names): its\n"
+            "                         configs come from the tensors' shapes and SD's fixed values, its tokenizer\n"
+            "                         is the bundled CLIP one (refdata/tokenizer; SD 2.x: pad \"!\"), its scheduler\n"
+            "                         SD's DDIM (scaled_linear 0.00085..0.012, steps_offset 1, epsilon: a 768-v\n"
+            "                         v-prediction checkpoint is not supported)\n"
+            "  --model-config DIR|FILE.json   overrides for --model: a diffusers folder of the same model (its\n"
+            "                         unet/ vae/ text_encoder/ config.json, scheduler/, tokenizer/; no weights\n"
+            "                         read) or {\"unet\": {...}, \"vae\": {...}, \"text_encoder\": {...},\n"
+            "                         \"scheduler\": {...}, \"tokenizer\": \"DIR\"} (keys replace the derived ones)\n"
             "  --frames DIR|VIDEO     PNG/JPEG frames (sorted by name) or a video file\n"
             "  --prompt TEXT          inversion prompt (describes the input video)\n"
             "  --config FILE.yaml     the original STEM/TokenFlow config; flags given as well win\n"
@@ -188,6 +197,7 @@ int invert_parse_args(int argc, char **argv, invert_args *a) {
         else if (!strcmp(f, "--force")) a->force = true;
         else if (!strcmp(f, "--quiet")) a->quiet = true;
         else if (!strcmp(f, "--model")) { TAKES_VALUE(); a->model = v; flag_set[0] = true; }
+        else if (!strcmp(f, "--model-config")) { TAKES_VALUE(); a->model_config = v; }
         else if (!strcmp(f, "--frames")) { TAKES_VALUE(); a->frames = v; flag_set[1] = true; }
         else if (!strcmp(f, "--prompt")) { TAKES_VALUE(); a->prompt = v; flag_set[2] = true; }
         else if (!strcmp(f, "--out")) { TAKES_VALUE(); a->out = v; flag_set[3] = true; }

@@ -9,7 +9,7 @@
 #include "pipeline/invert.h"
 
 typedef struct invert_args {
-    const char *model, *frames, *prompt, *out, *config, *backend;
+    const char *model, *model_config, *frames, *prompt, *out, *config, *backend;
     int n_frames, width, height, threads, fps;
     size_t mem_limit; /* bytes of UNet activations; 0 = default */
     stem_dtype dtype;

@@ -408,7 +408,8 @@ static stem_status inspect_single_file(stem_sd_info *info, const char *path) {
     detect_version(info, act[0] ? act : NULL, s->unet_linear_proj, s->text_hidden > 0, s->mapped[STEM_LDM_UNET] > 0,
                    NULL);
     snprintf(info->scheduler, sizeof info->scheduler,
-             "not in a single-file checkpoint (take scheduler/ and tokenizer/ from a diffusers folder of the same version)");
+             "not in a single-file checkpoint: stem invert uses SD's DDIM values and the bundled CLIP tokenizer, "
+             "or those of --model-config DIR (a diffusers folder of the same version)");
     return STEM_OK;
 }
 

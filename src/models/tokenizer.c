@@ -1067,8 +1067,10 @@ static void set_strip_rules(stem_tokenizer *t, const token_names *n) {
     }
 }
 
-stem_status stem_tokenizer_load(const char *dir, stem_tokenizer **out) {
-    if (!dir || !out) return stem_fail(STEM_E_ARG, "stem_tokenizer_load: NULL argument");
+stem_status stem_tokenizer_load(const char *dir, stem_tokenizer **out) { return stem_tokenizer_load_split(dir, dir, out); }
+
+stem_status stem_tokenizer_load_split(const char *dir, const char *special_dir, stem_tokenizer **out) {
+    if (!dir || !special_dir || !out) return stem_fail(STEM_E_ARG, "stem_tokenizer_load: NULL argument");
     *out = NULL;
     stem_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return stem_fail(STEM_E_NOMEM, "out of memory");
@@ -1091,9 +1093,9 @@ stem_status stem_tokenizer_load(const char *dir, stem_tokenizer **out) {
     if ((s = load_vocab(t, path)) != STEM_OK) goto fail;
     snprintf(path, sizeof path, "%s/merges.txt", dir);
     if ((s = load_merges(t, path)) != STEM_OK) goto fail;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", special_dir);
     if ((s = load_config(path, &names, true)) != STEM_OK) goto fail;
-    snprintf(path, sizeof path, "%s/special_tokens_map.json", dir);
+    snprintf(path, sizeof path, "%s/special_tokens_map.json", special_dir);
     if ((s = load_config(path, &names, false)) != STEM_OK) goto fail;
 
     int32_t *ids[NSLOTS] = {&t->bos_id, &t->eos_id, &t->unk_id, &t->pad_id};

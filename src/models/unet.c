@@ -230,27 +230,21 @@ static stem_status load_modules(loader *L) {
     return STEM_OK;
 }
 
-stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
+stem_status stem_unet_load_weights(const stem_unet_config *cfg, stem_weights *w, stem_unet **out) {
     *out = NULL;
     stem_unet *u = calloc(1, sizeof *u);
-    if (!u) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/config.json", unet_dir);
-    stem_status s = stem_unet_config_load(path, &u->cfg);
-    if (s != STEM_OK) {
-        free(u);
-        return s;
+    if (!u) {
+        stem_weights_close(w);
+        return stem_fail(STEM_E_NOMEM, "unet: out of memory");
     }
-    u->be = be;
-    u->dtype = dtype;
-    s = stem_weights_open(unet_dir, "unet", be, dtype, &u->w);
-    if (s != STEM_OK) {
-        free(u);
-        return s;
-    }
+    u->cfg = *cfg;
+    u->w = *w;
+    memset(w, 0, sizeof *w);
+    u->be = u->w.be;
+    u->dtype = u->w.dtype;
     u->params = stem_weights_param_count(&u->w);
     loader L = {.u = u};
-    s = load_modules(&L);
+    stem_status s = load_modules(&L);
     if (s == STEM_OK) s = stem_weights_finish(&u->w);
     if (s != STEM_OK) {
         stem_unet_free(u);
@@ -258,6 +252,17 @@ stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dt
     }
     *out = u;
     return STEM_OK;
+}
+
+stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
+    *out = NULL;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", unet_dir);
+    stem_unet_config cfg;
+    STEM_TRY(stem_unet_config_load(path, &cfg));
+    stem_weights w;
+    STEM_TRY(stem_weights_open(unet_dir, "unet", be, dtype, &w));
+    return stem_unet_load_weights(&cfg, &w, out);
 }
 
 void stem_unet_free(stem_unet *u) {

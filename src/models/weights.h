@@ -21,6 +21,7 @@ typedef struct stem_weights {
     stem_tensor_map placed; /* tensors converted and placed on `be` (owned) */
     unsigned char *used;  /* per host tensor: asked for */
     size_t placed_bytes;
+    const char *names_note; /* "" or how the names were made (a single file's LDM names), for messages */
 } stem_weights;
 
 /* Loads `dir` (e.g. model/unet): diffusion_pytorch_model[.fp16].safetensors,
