@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "backends/backends.h"
 #include "core/backend.h"
 #include "core/tensor_map.h"
 #include "io/atomic_file.h"

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backends/backends.h"
 #include "core/backend.h"
 #include "core/tensor_map.h"
 #include "io/safetensors.h"

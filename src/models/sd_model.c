@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "models/clip_text.h"
 #include "models/model_config.h"
 #include "models/vae.h"
@@ -92,7 +93,7 @@ static void inspect_weights(const char *dir, stem_sd_component *c) {
         if (!c->weights[0] && is_file(path)) snprintf(c->weights, sizeof c->weights, "%s.index.json (shards)", names[i]);
     }
     stem_weights w;
-    stem_status s = stem_weights_open(dir, c->name, stem_cpu_backend(), STEM_F32, &w);
+    stem_status s = stem_weights_open(dir, c->name, stem_host(), STEM_F32, &w);
     if (s != STEM_OK) {
         problem(c, "%s", stem_last_error());
         stem_weights_close(&w);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "core/ops.h"
 #include "models/unet_internal.h"
 
@@ -362,7 +363,7 @@ static stem_status time_embedding(unet_run *r, const float *timesteps, int64_t n
     float *host = malloc((size_t)B * sizeof *host);
     if (!host) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
     for (int64_t i = 0; i < B; i++) host[i] = timesteps[n_t == 1 ? 0 : i];
-    stem_tensor th = stem_tensor_wrap(stem_cpu_backend(), STEM_F32, 1, &B, host), t, e0, e1;
+    stem_tensor th = stem_tensor_wrap(stem_host(), STEM_F32, 1, &B, host), t, e0, e1;
     stem_status s = stem_arena_tensor(r->arena, STEM_F32, 1, &B, &t);
     if (s == STEM_OK) s = stem_tensor_copy(&th, &t);
     free(host);

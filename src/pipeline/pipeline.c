@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/host.h"
 #include "models/model_source.h"
 
 /* The bundled CLIP tokenizer files (refdata/tokenizer: clip/, clip-sd2/), for single-file
@@ -72,7 +73,7 @@ stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, st
     int n_real = 0;
     STEM_TRY(stem_tokenize(p->tokenizer, prompt, ids, &n_real, truncated));
     int64_t id_shape[2] = {1, 77};
-    stem_tensor host_ids = stem_tensor_wrap(stem_cpu_backend(), STEM_I32, 2, id_shape, ids), dev_ids;
+    stem_tensor host_ids = stem_tensor_wrap(stem_host(), STEM_I32, 2, id_shape, ids), dev_ids;
     STEM_TRY(stem_tensor_to(&host_ids, p->be, STEM_I32, &dev_ids));
     int64_t ctx_shape[3] = {1, 77, p->text.cfg.hidden};
     stem_status s = stem_tensor_new(p->be, p->dtype, 3, ctx_shape, context);
