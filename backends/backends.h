@@ -5,6 +5,10 @@
 
 #include "core/backend.h"
 
+/* The process-wide CPU backend (never fails): core's host backend (core/host.h) with the
+ * CPU kernels attached, so host tensors compute on it directly. */
+stem_backend *stem_cpu_backend(void);
+
 /* "cpu" or "cuda". Without a GPU or without CUDA in the build: STEM_E_NODEVICE with
  * a message saying which. */
 stem_status stem_backend_open(const char *name, stem_backend **out);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "bench/bench_util.h"
 #include "core/ops.h"
 #include "stem/stem_attention.h"

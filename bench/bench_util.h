@@ -358,13 +358,14 @@ static inline void bench_table_add(bench_table *t, const char *op, const char *w
     }
     bench_row *r = &t->rows[t->count++];
     memset(r, 0, sizeof *r);
-    snprintf(r->op, sizeof r->op, "%s", op);
-    snprintf(r->what, sizeof r->what, "%s", what);
+    /* cut to the columns (the precision also tells gcc the cut is meant) */
+    snprintf(r->op, sizeof r->op, "%.*s", (int)sizeof r->op - 1, op);
+    snprintf(r->what, sizeof r->what, "%.*s", (int)sizeof r->what - 1, what);
     r->ms = ms;
     r->rate = rate;
     r->unit = unit ? unit : "";
     r->pct = pct;
-    if (note) snprintf(r->note, sizeof r->note, "%s", note);
+    if (note) snprintf(r->note, sizeof r->note, "%.*s", (int)sizeof r->note - 1, note);
 }
 
 static inline void bench_table_print(const bench_table *t, FILE *out) {

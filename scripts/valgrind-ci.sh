@@ -13,7 +13,7 @@
 #      --resume of a finished-looking partial folder, and the bad-input paths of
 #      tests/test_cli_reliability.sh (norm_num_groups 0, a JPEG bomb, --force on a foreign
 #      folder, a damaged latent, other options on resume);
-#   3. the parser unit tests: test_image_io, test_image_limits, test_safetensors,
+#   3. the parser unit tests: test_image_io, test_frames_io, test_image_limits, test_safetensors(_corrupt),
 #      test_yaml_config, test_tokenizer, test_ddim.
 # Third-party noise would go to scripts/valgrind.supp (each entry saying why; none is needed
 # with Debian 12's OpenBLAS, libgomp, FFmpeg, libpng and libjpeg); a report whose stack
@@ -26,7 +26,7 @@ if [ ! -f "$bld/Makefile" ]; then
     [ -x configure ] || autoreconf -fi >/dev/null
     mkdir -p "$bld" && (cd "$bld" && ../configure --without-cuda >/dev/null) || exit 1
 fi
-units="tests/test_image_io tests/test_image_limits tests/test_safetensors tests/test_yaml_config tests/test_tokenizer tests/test_ddim"
+units="tests/test_image_io tests/test_frames_io tests/test_image_limits tests/test_safetensors tests/test_safetensors_corrupt tests/test_yaml_config tests/test_tokenizer tests/test_ddim"
 nice -n 10 make -C "$bld" -j2 stem $units >"$bld/valgrind-build.log" 2>&1 || { tail -n 30 "$bld/valgrind-build.log"; exit 1; }
 
 logs=$(mktemp -d)

@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "core/tensor_map.h"
 #include "core/backend.h"
+#include "core/host.h"
 #include "core/ops.h"
 #include "core/arena.h"
 #include "core/op_registry.h"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "core/backend.h"
 #include "core/tensor_map.h"
 #include "io/metrics.h"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "backends/backends.h"
 #include "core/backend.h"
 #include "core/tensor_map.h"
 

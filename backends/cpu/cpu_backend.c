@@ -1,4 +1,4 @@
-/* The CPU backend: host memory (64-byte aligned), f32 compute on the kernels of
+/* The CPU backend: core's host memory (core/host.h, 64-byte aligned), f32 compute on the kernels of
  * kernels/cpu. This file only checks what the kernels cannot (dtypes, index
  * ranges), hands them scratch memory, and turns failures into stem_status values. */
 #include "config.h"
@@ -10,32 +10,21 @@
 
 #include "core/backend.h"
 #include "core/cpu_info.h"
+#include "core/host.h"
 #include "kernels/cpu/em.h"
 #include "kernels/cpu/kernels.h"
 
-#define ALIGN 64
-#define MAX_BYTES ((size_t)1 << 46)
+#define ALIGN 64 /* stem_host_alloc's alignment, for the cached scratch buffer */
 
-/* ---- memory ------------------------------------------------------------------------ */
+/* ---- memory: host memory, a facility of core (core/host.h) ------------------------------ */
 
-static stem_status host_alloc(size_t bytes, void **out, const char *what) {
-    void *ptr = NULL;
-    size_t n = bytes ? (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1) : ALIGN;
-    /* sizes beyond any address space fail here (sanitizers would abort in malloc) */
-    if (n < bytes || bytes > MAX_BYTES || posix_memalign(&ptr, ALIGN, n) != 0) {
-        *out = NULL;
-        return stem_fail(STEM_E_NOMEM, "cpu backend: cannot allocate %zu bytes (%.1f MiB) for %s", bytes,
-                         (double)bytes / (1024.0 * 1024.0), what);
-    }
-    *out = ptr;
-    return STEM_OK;
-}
+static stem_status host_alloc(size_t bytes, void **out, const char *what) { return stem_host_alloc(bytes, out, what); }
 
 static stem_status cpu_alloc(stem_backend *be, size_t bytes, void **out) {
     return host_alloc(bytes, out, "a tensor");
 }
 
-static void cpu_free(stem_backend *be, void *ptr) { free(ptr); }
+static void cpu_free(stem_backend *be, void *ptr) { stem_host_free(ptr); }
 
 static stem_status cpu_copy(stem_backend *be, void *dst, const void *src, size_t bytes) {
     stem_cpu_copy_bytes(dst, src, bytes);
@@ -281,18 +270,7 @@ static stem_status cpu_convert(stem_backend *be, const stem_convert_params *p) {
 /* ---- facts ------------------------------------------------------------------------- */
 
 static stem_status cpu_memory_info(stem_backend *be, size_t *available, size_t *total) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return stem_fail(STEM_E_IO, "cpu: cannot read /proc/meminfo");
-    char line[256];
-    *available = *total = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "MemAvailable:", 13)) *available = (size_t)strtoull(line + 13, NULL, 10) * 1024;
-        else if (!strncmp(line, "MemTotal:", 9)) *total = (size_t)strtoull(line + 9, NULL, 10) * 1024;
-    }
-    fclose(f);
-    if (!*total) return stem_fail(STEM_E_IO, "cpu: /proc/meminfo has no MemTotal");
-    if (!*available) *available = *total / 2;
-    return STEM_OK;
+    return stem_host_memory_info(available, total);
 }
 
 static const char *cpu_describe(stem_backend *be) {
@@ -338,12 +316,12 @@ static const stem_backend_ops cpu_ops = {
     .memory_info = cpu_memory_info,
 };
 
-static stem_backend cpu_backend = {
-    .ops = &cpu_ops,
-    .kind = STEM_BACKEND_CPU,
-    .name = "cpu",
-    .host_memory = true,
-    .impl = NULL,
-};
+/* The CPU backend is core's host backend with the kernels attached: host tensors and CPU
+ * tensors are the same backend (core/host.h). */
+static pthread_once_t attach_once = PTHREAD_ONCE_INIT;
+static void attach(void) { stem_host_attach(&cpu_ops, "cpu"); }
 
-stem_backend *stem_cpu_backend(void) { return &cpu_backend; }
+stem_backend *stem_cpu_backend(void) {
+    pthread_once(&attach_once, attach);
+    return stem_host();
+}

@@ -89,7 +89,7 @@ def write_safetensors(path, tensors, metadata):
     header padded with spaces to a multiple of 8 bytes. Read back by the official
     loader below."""
     dtypes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int32): "I32",
-              np.dtype(np.uint8): "U8"}
+              np.dtype(np.int64): "I64", np.dtype(np.uint8): "U8"}
     header = {"__metadata__": dict(sorted(metadata.items()))}
     blobs, off = [], 0
     for name in sorted(tensors):

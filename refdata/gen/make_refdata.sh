@@ -49,6 +49,8 @@ echo "== gen_unet.py -> $golden/unet"
 "$py" "$gen_dir/gen_unet.py" --repo "$repo"
 echo "== gen_text_vae.py -> $golden/text_encoder, $golden/vae, $golden/ldm"
 "$py" "$gen_dir/gen_text_vae.py" --repo "$repo"
+echo "== gen_single_file.py -> refdata/models/tiny-sd1.safetensors, tiny-sd2.safetensors (checked by diffusers' single-file loader)"
+"$py" "$gen_dir/gen_single_file.py" --repo "$repo"
 
 echo "== gen_ops.py -> $golden/ops"
 tmp="$golden/ops.tmp.$$"

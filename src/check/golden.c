@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "check/op_catalog.h"
 #include "io/safetensors.h"
 
@@ -69,8 +70,8 @@ stem_status stem_golden_round_inputs(stem_golden *g, stem_dtype dt) {
         bool is_float = in->dtype == STEM_F32 || in->dtype == STEM_F16 || in->dtype == STEM_BF16;
         if (!is_float || in->dtype == dt) continue;
         stem_tensor low, back;
-        STEM_TRY(stem_tensor_to(in, stem_cpu_backend(), dt, &low));
-        stem_status s = stem_tensor_to(&low, stem_cpu_backend(), in->dtype, &back);
+        STEM_TRY(stem_tensor_to(in, stem_host(), dt, &low));
+        stem_status s = stem_tensor_to(&low, stem_host(), in->dtype, &back);
         stem_tensor_free(&low);
         STEM_TRY(s);
         STEM_TRY(stem_tensor_map_put(&g->inputs, g->inputs.items[i].name, back)); /* owned now */

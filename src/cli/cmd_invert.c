@@ -22,6 +22,7 @@
 #include "cli/invert_job.h"
 #include "cli/invert_memory.h"
 #include "cli/output_dir.h"
+#include "core/host.h"
 
 #define CMD "stem invert"
 
@@ -82,7 +83,7 @@ static stem_status job_begin(invert_job *j) {
 /* ---- encode: z0 and the VAE round trip ------------------------------------------------------- */
 
 static stem_status host_copy(const stem_tensor *t, stem_tensor *host) {
-    return stem_tensor_to(t, stem_cpu_backend(), STEM_F32, host);
+    return stem_tensor_to(t, stem_host(), STEM_F32, host);
 }
 
 /* z0 [F, 4, h, w]; the round trip decode(z0) [F, 3, out_h, out_w] now, into the buffer

@@ -55,7 +55,14 @@ static void edit_table(cli_table *t, edit_args *a) {
     cli_video_add_input(t, &a->v);
     cli_option *r = cli_find(t, "--model");
     r->origin = a->origin_model, r->origin_len = sizeof a->origin_model;
-    r->help = "diffusers folder (default: the inversion's; without one the bundled\nrefdata/models/shapes-sd1)";
+    r->help = "diffusers folder or single-file .safetensors checkpoint, as stem invert\n"
+              "takes it (default: the inversion's; without one the bundled\nrefdata/models/shapes-sd1)";
+    r = cli_find(t, "--model-config");
+    r->help = "overrides for --model: a diffusers folder of the same model (its\n"
+              "unet/ vae/ text_encoder/ config.json, scheduler/, tokenizer/; no weights\n"
+              "read) or {\"unet\": {...}, \"vae\": {...}, \"text_encoder\": {...},\n"
+              "\"scheduler\": {...}, \"tokenizer\": \"DIR\"} (keys replace the derived ones;\n"
+              "default: the inversion's)";
     r = cli_find(t, "--frames");
     r->origin = a->origin_frames, r->origin_len = sizeof a->origin_frames;
     r->help = "input frames (sorted by name) or a video (default: the bundled clip\nrefdata/clips/shapes)";

@@ -12,6 +12,7 @@
 #include "cli/invert_job.h"
 #include "cli/progress.h"
 #include "core/backend.h"
+#include "core/host.h"
 #include "core/tensor_map.h"
 #include "io/safetensors.h"
 #include "pipeline/latent_file.h"
@@ -109,6 +110,9 @@ stem_status edit_inversion_read(const char *dir, const char *what, edit_inversio
         (s = get_int(options, path, "height", 1, 1 << 16, &inv->height)) != STEM_OK ||
         (s = get_int(options, path, "steps", 1, 1000, &inv->steps)) != STEM_OK)
         goto done;
+    if (json_object_object_get_ex(options, "model_config", &v) &&
+        (s = get_string(options, path, "model_config", inv->model_config, sizeof inv->model_config)) != STEM_OK)
+        goto done;
     snprintf(path, sizeof path, "%s/frames/input", dir);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         s = stem_fail(STEM_E_FORMAT, "%s %s has no frames/input (the frames it inverted)", W, dir);
@@ -127,18 +131,34 @@ static bool same_path(const char *a, const char *b) {
     return strcmp(a, b) == 0;
 }
 
+const char *edit_inversion_model(const edit_inversion *inv, const edit_args *a) {
+    return a->origin_model[0] ? a->v.model : inv->model;
+}
+
+const char *edit_inversion_model_config(const edit_inversion *inv, const edit_args *a) {
+    return a->v.model_config ? a->v.model_config : inv->model_config[0] ? inv->model_config : NULL;
+}
+
 stem_status edit_inversion_check_args(const edit_inversion *inv, const edit_args *a) {
     const char *d = inv->dir, *W = inv->what;
     const cli_video_args *v = &a->v;
-    if (a->origin_model[0]) {
-        char fp[17];
-        STEM_TRY(stem_model_fingerprint(v->model, fp));
+    if (a->origin_model[0] || v->model_config) {
+        /* the model with its --model-config: the fingerprint covers both */
+        const char *model = edit_inversion_model(inv, a), *config = edit_inversion_model_config(inv, a);
+        const char *flag = a->origin_model[0] ? "--model" : "--model-config";
+        char fp[17], given[PATH_MAX * 2 + 64], its[PATH_MAX * 2 + 32];
+        STEM_TRY(stem_model_fingerprint(model, config, fp));
+        snprintf(given, sizeof given, "%s%s%s%s%s", a->origin_model[0] ? "--model " : "model ", model,
+                 config ? " --model-config " : "", config ? config : "",
+                 config && !v->model_config ? " (the inversion's)" : "");
+        snprintf(its, sizeof its, "%s%s%s", inv->model, inv->model_config[0] ? " --model-config " : "",
+                 inv->model_config);
         if (!inv->fingerprint[0])
-            return stem_fail(STEM_E_ARG, "%s %s: its manifest.json has no model fingerprint to compare --model %s with",
-                             W, d, v->model);
+            return stem_fail(STEM_E_ARG, "%s %s: its manifest.json has no model fingerprint to compare %s with", W, d,
+                             given);
         if (strcmp(fp, inv->fingerprint))
-            return stem_fail(STEM_E_ARG, "--model %s (fingerprint %s) is not the model of %s %s (%s, fingerprint %s): "
-                             "invert with this model, or drop --model", v->model, fp, W, d, inv->model, inv->fingerprint);
+            return stem_fail(STEM_E_ARG, "%s (fingerprint %s) is not the model of %s %s (%s, fingerprint %s): invert "
+                             "with this model, or drop %s", given, fp, W, d, its, inv->fingerprint, flag);
     }
     if (a->origin_frames[0] && !same_path(v->frames, inv->frames))
         return stem_fail(STEM_E_ARG, "%s %s: %s %s inverted %s", a->origin_frames, v->frames, W, d, inv->frames);
@@ -265,7 +285,7 @@ stem_status edit_source_read(void *user, int inv_step, int64_t f0, int64_t n, st
     if (view.dtype == out->dtype) {
         s = stem_tensor_copy(&view, out);
     } else {
-        s = stem_tensor_to(&view, stem_cpu_backend(), out->dtype, &conv);
+        s = stem_tensor_to(&view, stem_host(), out->dtype, &conv);
         if (s == STEM_OK) s = stem_tensor_copy(&conv, out);
         stem_tensor_free(&conv);
     }
@@ -277,6 +297,7 @@ json_object *edit_inversion_json(const edit_inversion *inv) {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "path", json_object_new_string(inv->dir));
     json_object_object_add(o, "model", json_object_new_string(inv->model));
+    if (inv->model_config[0]) json_object_object_add(o, "model_config", json_object_new_string(inv->model_config));
     json_object_object_add(o, "model_fingerprint_fnv1a64", json_object_new_string(inv->fingerprint));
     json_object_object_add(o, "frames", json_object_new_string(inv->frames));
     json_object_object_add(o, "prompt", json_object_new_string(inv->prompt));

@@ -27,6 +27,7 @@ typedef struct edit_inversion {
     char dir[PATH_MAX];
     char what[PATH_MAX + 32]; /* how messages name it: "--inversion", "latents_path (X.yaml)" */
     char model[PATH_MAX];   /* options.json's model */
+    char model_config[PATH_MAX]; /* options.json's model_config ("" when none) */
     char fingerprint[17];   /* manifest.json's model fingerprint ("" when absent) */
     char frames[PATH_MAX], prompt[4096], attention[32], em_scope[32], backend[32], dtype[8];
     int n_frames, width, height, steps;
@@ -42,6 +43,11 @@ stem_status edit_inversion_read(const char *dir, const char *what, edit_inversio
 /* The flags of `a` that an existing inversion must match (model by fingerprint, frame
  * count, size, steps); STEM_E_ARG naming the flag, both values and DIR otherwise. */
 stem_status edit_inversion_check_args(const edit_inversion *inv, const edit_args *a);
+
+/* The model an edit of `inv` runs with: --model, else the inversion's; --model-config,
+ * else the inversion's (NULL when neither has one). */
+const char *edit_inversion_model(const edit_inversion *inv, const edit_args *a);
+const char *edit_inversion_model_config(const edit_inversion *inv, const edit_args *a);
 
 /* Every step's latents file is there, undamaged (checksum, step metadata), and of shape
  * [n_frames, C, h, w]: STEM_E_FORMAT naming the first missing or bad file. Sets

@@ -7,6 +7,7 @@
 
 #include "cli/progress.h"
 #include "core/backend.h"
+#include "core/host.h"
 #include "io/frames.h"
 #include "pipeline/latent_file.h"
 
@@ -44,7 +45,7 @@ stem_status edit_latents_initial(stem_pipeline *p, const edit_inversion *inv, ed
     stem_tensor host = {0}, pixels = {0}, z0 = {0}, xinv = {0}, xv;
     const int64_t n_max = chunk < Fe ? chunk : Fe;
     int64_t pshape[4] = {n_max, 3, H, W}, lshape[4] = {n_max, C, h, w};
-    stem_status s = stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, pshape, &host);
+    stem_status s = stem_tensor_new(stem_host(), STEM_F32, 4, pshape, &host);
     if (s == STEM_OK) s = stem_tensor_new(p->be, p->dtype, 4, lshape, &z0);
     if (s == STEM_OK) s = stem_tensor_new(p->be, p->dtype, 4, lshape, &xinv);
     double seconds = 0;
@@ -93,7 +94,7 @@ stem_status edit_latents_decode(stem_pipeline *p, const stem_tensor *x, int64_t 
     const int64_t Fe = x->shape[0], n_max = chunk < Fe ? chunk : Fe;
     int64_t hshape[4] = {Fe, 3, out_h, out_w}, dshape[4] = {n_max, 3, out_h, out_w};
     stem_tensor dec = {0}, part = {0};
-    STEM_TRY(stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, hshape, host));
+    STEM_TRY(stem_tensor_new(stem_host(), STEM_F32, 4, hshape, host));
     stem_status s = stem_tensor_new(p->be, p->dtype, 4, dshape, &dec);
     for (int64_t f0 = 0; f0 < Fe && s == STEM_OK; f0 += n_max) {
         const int64_t n = f0 + n_max <= Fe ? n_max : Fe - f0;
@@ -101,7 +102,7 @@ stem_status edit_latents_decode(stem_pipeline *p, const stem_tensor *x, int64_t 
         s = stem_tensor_narrow0(x, f0, n, &xv);
         if (s == STEM_OK) s = stem_tensor_narrow0(&dec, 0, n, &dv);
         if (s == STEM_OK) s = stem_vae_decode(&p->vae, &xv, &dv);
-        if (s == STEM_OK) s = stem_tensor_to(&dv, stem_cpu_backend(), STEM_F32, &part);
+        if (s == STEM_OK) s = stem_tensor_to(&dv, stem_host(), STEM_F32, &part);
         if (s == STEM_OK) s = stem_tensor_narrow0(host, f0, n, &hv);
         if (s == STEM_OK) s = stem_tensor_copy(&part, &hv);
         stem_tensor_free(&part);

@@ -61,6 +61,7 @@ json_object *edit_options_json(const edit_args *a, const stem_edit_options *o) {
         json_object *i = json_object_new_object();
         add_str(i, "into", a->inversion ? a->inversion : "OUT/inversion");
         add_str(i, "model", a->v.model);
+        if (a->v.model_config) add_str(i, "model_config", a->v.model_config);
         add_str(i, "frames", a->v.frames);
         add_str(i, "prompt", a->inv.prompt);
         add_int(i, "n_frames", a->v.n_frames);
@@ -99,7 +100,7 @@ json_object *edit_manifest_json(const edit_args *a, json_object *options, const 
     cli_manifest_environment(m, p, r->mem_limit, r->device);
     int64_t lh, lw;
     stem_vae_latent_size(&p->vae, r->inv->height, r->inv->width, &lh, &lw);
-    cli_manifest_model(m, p->model_dir, p, lw, lh);
+    cli_manifest_model(m, p->model_dir, p->model_config, p, lw, lh);
 
     o = json_object_new_object();
     add_int(o, "input", r->inv->n_frames);

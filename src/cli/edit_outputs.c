@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "io/bitmap_font.h"
 #include "io/contact_sheet.h"
 #include "io/frames.h"
@@ -74,7 +75,7 @@ stem_status edit_outputs_compare(const edit_inversion *inv, const stem_tensor *e
     int64_t cshape[4] = {rows, 3, h, w};
     stem_status s = stem_frame_source_open(in_dir, NULL, NULL, &fin);
     if (s == STEM_OK) s = stem_frame_source_open(rec_dir, NULL, NULL, &frec);
-    for (int c = 0; c < 3 && s == STEM_OK; c++) s = stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, cshape, &col[c]);
+    for (int c = 0; c < 3 && s == STEM_OK; c++) s = stem_tensor_new(stem_host(), STEM_F32, 4, cshape, &col[c]);
     /* buf: one input frame at its own size; cur: [input, recon] x [previous, current] */
     if (s == STEM_OK && (!(buf = malloc(sizeof(float) * 3 * (size_t)inv->width * (size_t)inv->height)) ||
                          !(cur = malloc(sizeof(float) * 4 * n))))

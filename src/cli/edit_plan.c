@@ -79,7 +79,7 @@ void edit_plan_print(FILE *f, const stem_edit_memory_plan *plan, const stem_edit
 
 /* What the run would edit: from the inversion folder, or from the frames request. */
 typedef struct dry_input {
-    const char *model;
+    const char *model, *model_config;
     int frames, width, height, steps;
 } dry_input;
 
@@ -101,18 +101,19 @@ static int probe(edit_args *a, dry_input *in, edit_inversion *inv) {
         edit_inversion_what(a, what, sizeof what);
         if ((s = edit_inversion_read(a->inversion, what, inv)) != STEM_OK || (s = edit_inversion_check_args(inv, a)) != STEM_OK)
             return cli_report(s);
-        *in = (dry_input){.model = a->origin_model[0] ? v->model : inv->model, .frames = inv->n_frames,
-                          .width = inv->width, .height = inv->height, .steps = inv->steps};
+        *in = (dry_input){.model = edit_inversion_model(inv, a), .model_config = edit_inversion_model_config(inv, a),
+                          .frames = inv->n_frames, .width = inv->width, .height = inv->height, .steps = inv->steps};
         return 0;
     }
-    *in = (dry_input){.model = v->model, .steps = a->inv.inv.steps};
+    *in = (dry_input){.model = v->model, .model_config = v->model_config, .steps = a->inv.inv.steps};
     const int n = frames_count_arg(v->frames);
     if (n) {
         if (!v->width || !v->height) {
             fprintf(stderr, "stem edit: --frames %d (a count) needs --width and --height\n", n);
             return 2;
         }
-        *in = (dry_input){.model = v->model, .frames = v->n_frames && v->n_frames < n ? v->n_frames : n,
+        *in = (dry_input){.model = v->model, .model_config = v->model_config,
+                          .frames = v->n_frames && v->n_frames < n ? v->n_frames : n,
                           .width = v->width, .height = v->height, .steps = a->inv.inv.steps};
         return 0;
     }
@@ -137,8 +138,9 @@ int edit_dry_run(edit_args *a) {
     stem_backend *be;
     if ((rc = cli_open_backend(a->v.backend, &be)) != 0) return rc;
     stem_pipeline p;
-    /* structure and sizes only: no weight is read (a folder of config.json files will do) */
-    stem_status s = stem_pipeline_load_shapes(in.model, be, a->v.dtype, &p);
+    /* structure and sizes only: no weight is read (a folder of config.json files will do, or
+     * a single file's header) */
+    stem_status s = stem_pipeline_load_shapes(in.model, in.model_config, be, a->v.dtype, &p);
     if (s != STEM_OK) {
         stem_backend_close(be);
         return cli_report(s);

@@ -38,13 +38,14 @@ stem_status edit_job_locate(edit_job *j) {
 
 stem_status edit_job_load_model(edit_job *j) {
     cli_video_args v = j->a.v;
-    if (!j->make && !j->a.origin_model[0]) { /* the inversion's model */
-        v.model = j->inv.model;
+    if (!j->make) { /* the inversion's model and --model-config, unless given */
+        v.model = edit_inversion_model(&j->inv, &j->a);
+        v.model_config = edit_inversion_model_config(&j->inv, &j->a);
         v.model_is_default = false;
     }
     stem_status s = cli_model_open(CMD, &v, j->be, &j->p);
     if (s != STEM_OK && !j->make && !j->a.origin_model[0])
-        return stem_error_context(s, "the model of %s %s (pass --model DIR if it moved)", j->what, j->inv.dir);
+        return stem_error_context(s, "the model of %s %s (pass --model DIR|FILE if it moved)", j->what, j->inv.dir);
     j->loaded = s == STEM_OK;
     return s;
 }

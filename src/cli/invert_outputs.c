@@ -42,6 +42,7 @@ json_object *invert_options_json(const invert_job *j) {
     const stem_frames *fr = &j->fr;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "model", json_object_new_string(a->v.model));
+    if (a->v.model_config) json_object_object_add(o, "model_config", json_object_new_string(a->v.model_config));
     json_object_object_add(o, "frames", json_object_new_string(a->v.frames));
     json_object_object_add(o, "prompt", json_object_new_string(a->prompt));
     json_object_object_add(o, "n_frames", json_object_new_int(fr->count));
@@ -70,7 +71,7 @@ static json_object *manifest_json(const invert_job *j) {
     const invert_output_plan *out = &j->out;
     json_object *manifest = cli_manifest_new("stem invert " STEM_VERSION, j->options);
     cli_manifest_environment(manifest, j->p, j->mem_limit, &j->device);
-    cli_manifest_model(manifest, j->a->v.model, j->p, out->geo.latent_w, out->geo.latent_h);
+    cli_manifest_model(manifest, j->a->v.model, j->a->v.model_config, j->p, out->geo.latent_w, out->geo.latent_h);
     /* frames/input is the input; frames/vae, frames/recon, recon.mp4, sheet.png the output size */
     json_object *sizes = json_object_new_object();
     json_object_object_add(sizes, "input", json_object_new_string(out->input_size));

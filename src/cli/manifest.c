@@ -39,13 +39,18 @@ void cli_manifest_environment(json_object *manifest, const stem_pipeline *p, siz
     json_object_object_add(manifest, "environment", env);
 }
 
-void cli_manifest_model(json_object *manifest, const char *model_path, const stem_pipeline *p, int64_t latent_w,
-                        int64_t latent_h) {
+void cli_manifest_model(json_object *manifest, const char *model_path, const char *model_config,
+                        const stem_pipeline *p, int64_t latent_w, int64_t latent_h) {
     json_object *model = json_object_new_object();
     json_object_object_add(model, "path", json_object_new_string(model_path));
+    if (model_config && *model_config) json_object_object_add(model, "config", json_object_new_string(model_config));
     char fingerprint[17];
-    if (stem_model_fingerprint(model_path, fingerprint) == STEM_OK)
+    if (stem_model_fingerprint(model_path, model_config, fingerprint) == STEM_OK)
         json_object_object_add(model, "fingerprint_fnv1a64", json_object_new_string(fingerprint));
+    if (p->single_file) { /* what a single file does not hold */
+        json_object_object_add(model, "tokenizer", json_object_new_string(p->tokenizer_from));
+        json_object_object_add(model, "scheduler", json_object_new_string(p->scheduler_from));
+    }
     json_object_object_add(model, "unet_parameters", json_object_new_int64(stem_unet_param_count(p->unet)));
     char lat[64];
     snprintf(lat, sizeof lat, "%lldx%lld", (long long)latent_w, (long long)latent_h);

@@ -3,7 +3,7 @@
  *   "options"      the command's options (its options.json)
  *   "environment"  backend, OpenBLAS core, threads, library versions, the memory limit and
  *                  the UNet activations' and the device's peaks
- *   "model"        path, fingerprint, UNet parameters, latent size
+ *   "model"        path, --model-config, fingerprint, UNet parameters, latent size
  * and then the command's own sections (frame sizes, timing, metrics). */
 #ifndef STEM_CLI_MANIFEST_H
 #define STEM_CLI_MANIFEST_H
@@ -27,9 +27,11 @@ json_object *cli_manifest_new(const char *tool, json_object *options);
  * UNet's activations: the --mem-limit budget) and the device's (when sampled). */
 void cli_manifest_environment(json_object *manifest, const stem_pipeline *p, size_t mem_limit,
                               const cli_device_peak *device);
-/* "model": path, fingerprint (when computable), UNet parameters, latent size "WxH". */
-void cli_manifest_model(json_object *manifest, const char *model_path, const stem_pipeline *p, int64_t latent_w,
-                        int64_t latent_h);
+/* "model": path, --model-config (when given), fingerprint of both (when computable),
+ * for a single file where its tokenizer and scheduler came from, UNet parameters,
+ * latent size "WxH". */
+void cli_manifest_model(json_object *manifest, const char *model_path, const char *model_config,
+                        const stem_pipeline *p, int64_t latent_w, int64_t latent_h);
 
 /* {"psnr_db": [...], "ssim": [...], "mean_psnr_db", "mean_ssim", "temporal_mad"}. */
 json_object *cli_metrics_json(const stem_video_metrics *m);

@@ -27,8 +27,19 @@ void cli_video_defaults(cli_video_args *v, const char *default_out) {
 }
 
 void cli_video_add_input(cli_table *t, cli_video_args *v) {
-    cli_add(t, (cli_option){.name = "--model", .value = "DIR", .kind = CLI_STRING, .to.s = &v->model,
-                            .help = "diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...)"});
+    cli_add(t, (cli_option){.name = "--model", .value = "DIR|FILE", .kind = CLI_STRING, .to.s = &v->model,
+                            .help = "diffusers folder (model_index.json, unet/, vae/, text_encoder/, ...) or a\n"
+                                    "single-file SD 1.x/2.x checkpoint (.safetensors, original LDM names): its\n"
+                                    "configs come from the tensors' shapes and SD's fixed values, its tokenizer\n"
+                                    "is the bundled CLIP one (refdata/tokenizer; SD 2.x: pad \"!\"), its scheduler\n"
+                                    "SD's DDIM (scaled_linear 0.00085..0.012, steps_offset 1, epsilon: a 768-v\n"
+                                    "v-prediction checkpoint is not supported)"});
+    cli_add(t, (cli_option){.name = "--model-config", .value = "DIR|FILE.json", .kind = CLI_STRING,
+                            .to.s = &v->model_config,
+                            .help = "overrides for --model: a diffusers folder of the same model (its\n"
+                                    "unet/ vae/ text_encoder/ config.json, scheduler/, tokenizer/; no weights\n"
+                                    "read) or {\"unet\": {...}, \"vae\": {...}, \"text_encoder\": {...},\n"
+                                    "\"scheduler\": {...}, \"tokenizer\": \"DIR\"} (keys replace the derived ones)"});
     cli_add(t, (cli_option){.name = "--frames", .value = "DIR|VIDEO", .kind = CLI_STRING, .to.s = &v->frames,
                             .yaml = "data_path", .store = v->frames_buf, .store_len = sizeof v->frames_buf,
                             .help = "PNG/JPEG frames (sorted by name) or a video file"});

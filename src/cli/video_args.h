@@ -16,7 +16,7 @@
 #include "core/dtype.h"
 
 typedef struct cli_video_args {
-    const char *model, *frames, *out, *config, *backend;
+    const char *model, *model_config, *frames, *out, *config, *backend; /* model_config: NULL, none */
     int n_frames, width, height, threads; /* 0: all frames, the first frame's size, all cores */
     size_t mem_limit;                     /* bytes of UNet activations; 0 = default */
     stem_dtype dtype;
@@ -31,7 +31,7 @@ typedef struct cli_video_args {
 /* Defaults: backend cpu, f32, --out default_out (kept, not copied). */
 void cli_video_defaults(cli_video_args *v, const char *default_out);
 
-/* input: --model DIR, --frames DIR|VIDEO (YAML data_path). */
+/* input: --model DIR|FILE, --model-config DIR|FILE.json, --frames DIR|VIDEO (YAML data_path). */
 void cli_video_add_input(cli_table *t, cli_video_args *v);
 /* --config FILE.yaml, --n-frames N (n_frames), --width W (width), --height H (height). */
 void cli_video_add_shape(cli_table *t, cli_video_args *v);

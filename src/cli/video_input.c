@@ -44,5 +44,9 @@ stem_status cli_model_open(const char *cmd, const cli_video_args *v, stem_backen
         fprintf(stderr, "%s: model %s%s on %s\n", cmd, v->model,
                 v->model_is_default ? " (bundled tiny shapes model; real SD 1.5 / 2.1: --model DIR or STEM_MODEL)" : "",
                 be->ops->describe(be));
-    return stem_pipeline_load(v->model, be, v->dtype, p);
+    STEM_TRY(stem_pipeline_load_config(v->model, v->model_config, be, v->dtype, p));
+    if (p->single_file && !v->quiet)
+        fprintf(stderr, "%s: single-file checkpoint: tokenizer: %s; scheduler: %s\n", cmd, p->tokenizer_from,
+                p->scheduler_from);
+    return STEM_OK;
 }

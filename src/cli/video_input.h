@@ -24,7 +24,8 @@ stem_status cli_frames_probe_open(const cli_video_args *v, cli_frames_probe *pro
 /* Decodes the frames of the probe's request; warns (unless quiet) when they differ in size. */
 stem_status cli_frames_load(const cli_video_args *v, const cli_frames_probe *probe, stem_frames *fr);
 
-/* "CMD: model PATH (bundled ...) on BACKEND" (unless quiet), then stem_pipeline_load. */
+/* "CMD: model PATH (bundled ...) on BACKEND" (unless quiet), then stem_pipeline_load_config
+ * with --model-config; for a single file, where its tokenizer and scheduler came from. */
 stem_status cli_model_open(const char *cmd, const cli_video_args *v, stem_backend *be, stem_pipeline *p);
 
 #endif

@@ -317,8 +317,7 @@ struct stem_backend {
     void *impl;       /* backend-private state */
 };
 
-/* The process-wide CPU backend (created on first use, never fails). */
-stem_backend *stem_cpu_backend(void);
-/* Opening a backend by name is above core: backends/backends.h. */
+/* Host memory and the backend of host tensors: core/host.h. The CPU backend and opening
+ * a backend by name are above core: backends/backends.h. */
 
 #endif

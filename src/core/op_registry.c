@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <stdio.h>
 
+#include "core/host.h"
 
 static const stem_attr_spec *find_spec(const stem_op_def *op, const char *name) {
     for (const stem_attr_spec *s = op->attrs; s && s->name; s++)
@@ -179,7 +180,7 @@ stem_status stem_op_execute(const stem_op_def *op, stem_backend *be, stem_dtype 
     if (s == STEM_OK) s = be->ops->synchronize(be);
     for (int i = 0; i < dev_out.count && s == STEM_OK; i++) {
         stem_tensor *t = &dev_out.items[i].tensor, host;
-        s = stem_tensor_to(t, stem_cpu_backend(), is_float(t->dtype) ? STEM_F32 : t->dtype, &host);
+        s = stem_tensor_to(t, stem_host(), is_float(t->dtype) ? STEM_F32 : t->dtype, &host);
         if (s == STEM_OK) s = stem_tensor_map_put(host_out, dev_out.items[i].name, host);
     }
     stem_tensor_map_free(&dev_in);

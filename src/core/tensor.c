@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 
 int64_t stem_numel(const stem_tensor *t) {
     int64_t n = 1;
@@ -108,7 +109,7 @@ stem_status stem_tensor_copy(const stem_tensor *src, stem_tensor *dst) {
     if (db->host_memory) return sb->ops->download(sb, dst->data, src->data, bytes);
     /* device to another device: through the host */
     stem_tensor tmp;
-    STEM_TRY(stem_tensor_new(stem_cpu_backend(), src->dtype, src->ndim, src->shape, &tmp));
+    STEM_TRY(stem_tensor_new(stem_host(), src->dtype, src->ndim, src->shape, &tmp));
     stem_status s = sb->ops->download(sb, tmp.data, src->data, bytes);
     if (s == STEM_OK) s = db->ops->upload(db, dst->data, tmp.data, bytes);
     stem_tensor_free(&tmp);
@@ -125,7 +126,7 @@ stem_status stem_tensor_to(const stem_tensor *src, stem_backend *be, stem_dtype 
         return s;
     }
     /* convert on the host: load-time only, so simplicity beats speed here */
-    stem_backend *cpu = stem_cpu_backend();
+    stem_backend *cpu = stem_host();
     stem_tensor host_src = *src, staged = {0}, host_dst = {0};
     stem_status s = STEM_OK;
     if (!src->backend->host_memory) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "core/ops.h"
 #include "stem/stem_attention.h"
 
@@ -83,7 +84,7 @@ stem_status stem_tokenflow_create(stem_unet *u, const stem_tokenflow_config *cfg
     tf->n_blocks = stem_unet_attn1_count(u);
     tf->blocks = calloc((size_t)(tf->n_blocks ? tf->n_blocks : 1), sizeof *tf->blocks);
     stem_status s = tf->blocks ? STEM_OK : stem_fail(STEM_E_NOMEM, "token flow: out of memory");
-    stem_backend *cache_be = cfg->cache_on_host ? stem_cpu_backend() : stem_unet_backend(u);
+    stem_backend *cache_be = cfg->cache_on_host ? stem_host() : stem_unet_backend(u);
     const stem_dtype dt = stem_unet_dtype(u);
     int64_t most = 0, max_c = 0;
     for (int b = 0; b < tf->n_blocks && s == STEM_OK; b++) {

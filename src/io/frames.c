@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "io/atomic_file.h"
 
 #ifdef STEM_HAVE_FFMPEG
@@ -363,7 +364,7 @@ stem_status stem_frames_load(const stem_frames_request *req, stem_frames *out) {
     stem_status s = STEM_OK;
     if (want > 0) {
         int64_t shape[4] = {want, 3, req->height, req->width};
-        s = stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, &out->pixels);
+        s = stem_tensor_new(stem_host(), STEM_F32, 4, shape, &out->pixels);
         if (s == STEM_OK) buf = out->pixels.data;
     } else {
         buf = malloc(sizeof *buf * plane * (size_t)cap);
@@ -414,7 +415,7 @@ stem_status stem_frames_load(const stem_frames_request *req, stem_frames *out) {
                       count_name, req->n_frames);
     if (s == STEM_OK && want < 0) {
         int64_t shape[4] = {count, 3, req->height, req->width};
-        s = stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, &out->pixels);
+        s = stem_tensor_new(stem_host(), STEM_F32, 4, shape, &out->pixels);
         if (s == STEM_OK) memcpy(out->pixels.data, buf, sizeof *buf * plane * (size_t)count);
     }
     int available = known >= 0 ? known : count;
@@ -488,7 +489,7 @@ stem_status stem_pixels_crop(const stem_tensor *pixels, int64_t height, int64_t 
         return stem_fail(STEM_E_ARG, "crop: %lldx%lld is not within the %lldx%lld frames", (long long)width,
                          (long long)height, (long long)W, (long long)H);
     int64_t shape[4] = {F, 3, height, width};
-    STEM_TRY(stem_tensor_new(stem_cpu_backend(), STEM_F32, 4, shape, out));
+    STEM_TRY(stem_tensor_new(stem_host(), STEM_F32, 4, shape, out));
     const float *src = pixels->data;
     float *dst = out->data;
     for (int64_t plane = 0; plane < F * 3; plane++) /* each [H, W] plane: its first rows, first columns */

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "io/atomic_file.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* same limit as the reference implementation */
@@ -340,7 +341,7 @@ stem_status stem_safetensors_load(const char *path, int want_dtype, stem_tensor_
                          stem_dtype_name((stem_dtype)want_dtype));
     st_file f;
     stem_status s = st_open(path, &f, out);
-    stem_backend *cpu = stem_cpu_backend();
+    stem_backend *cpu = stem_host();
     bool uses_mapping = false;
     for (int i = 0; s == STEM_OK && i < f.count; i++) {
         const st_entry *e = &f.entries[i];
@@ -489,7 +490,7 @@ static stem_status write_tensor(int fd, const stem_tensor *t, const char *name, 
     if (bytes == 0) return STEM_OK;
     if (t->backend->host_memory) return write_all(fd, t->data, bytes, path, tmp);
     stem_tensor host;
-    stem_status s = stem_tensor_to(t, stem_cpu_backend(), t->dtype, &host);
+    stem_status s = stem_tensor_to(t, stem_host(), t->dtype, &host);
     if (s != STEM_OK) return stem_error_context(s, "%s: tensor '%s': downloading", path, name);
     s = write_all(fd, host.data, bytes, path, tmp);
     stem_tensor_free(&host);

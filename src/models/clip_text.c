@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
+
 #define COMPONENT "text_encoder"
 
 /* ---- config ------------------------------------------------------------------------ */
@@ -178,7 +180,7 @@ static stem_status ensure_mask(stem_clip_text *m, int64_t L) {
     for (int64_t i = 0; i < L; i++)
         for (int64_t j = 0; j < L; j++) host[i * L + j] = j <= i ? 0.0f : -INFINITY;
     int64_t shape[2] = {L, L};
-    stem_tensor h = stem_tensor_wrap(stem_cpu_backend(), STEM_F32, 2, shape, host);
+    stem_tensor h = stem_tensor_wrap(stem_host(), STEM_F32, 2, shape, host);
     stem_status s = stem_tensor_to(&h, m->be, m->dtype, &m->mask);
     free(host);
     if (s == STEM_OK) m->mask_len = L;
@@ -287,7 +289,7 @@ static stem_status forward(stem_clip_text *m, const stem_tensor *ids, stem_tenso
     int32_t *host_ids = malloc((size_t)(B * L) * sizeof *host_ids);
     if (!host_ids) return stem_fail(STEM_E_NOMEM, "out of memory");
     int64_t flat[1] = {B * L};
-    stem_tensor h_ids = stem_tensor_wrap(stem_cpu_backend(), STEM_I32, 2, ids->shape, host_ids);
+    stem_tensor h_ids = stem_tensor_wrap(stem_host(), STEM_I32, 2, ids->shape, host_ids);
     stem_status s = stem_tensor_copy(ids, &h_ids);
     for (int64_t i = 0; s == STEM_OK && i < B * L; i++)
         if (host_ids[i] < 0 || host_ids[i] >= cfg->vocab)
@@ -296,7 +298,7 @@ static stem_status forward(stem_clip_text *m, const stem_tensor *ids, stem_tenso
     stem_tensor d_ids = {0};
     if (s == STEM_OK) s = stem_arena_tensor(m->arena, STEM_I32, 1, flat, &d_ids);
     if (s == STEM_OK) {
-        h_ids = stem_tensor_wrap(stem_cpu_backend(), STEM_I32, 1, flat, host_ids);
+        h_ids = stem_tensor_wrap(stem_host(), STEM_I32, 1, flat, host_ids);
         s = stem_tensor_copy(&h_ids, &d_ids);
     }
     free(host_ids);

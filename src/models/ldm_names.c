@@ -375,7 +375,8 @@ static stem_status fill(stem_weights *w, stem_ldm_component comp, const stem_ldm
     }
     w->used = calloc((size_t)w->host.count + 1, 1);
     if (!w->used) return stem_fail(STEM_E_NOMEM, "out of memory");
-    return STEM_OK;
+    /* as stem_weights_open: every placed tensor fits without a realloc, pointers stay valid */
+    return stem_tensor_map_reserve(&w->placed, w->host.count + 1);
 }
 
 stem_status stem_ldm_weights_open(const char *path, stem_ldm_component comp, const stem_ldm_layout *lay,
@@ -386,14 +387,20 @@ stem_status stem_ldm_weights_open(const char *path, stem_ldm_component comp, con
     snprintf(w->dir, sizeof w->dir, "%s", path);
     w->be = be;
     w->dtype = dtype;
+    w->names_note = " (its LDM names mapped to diffusers')";
     stem_tensor_map_init(&w->host);
     stem_tensor_map_init(&w->placed);
     w->files = calloc(1, sizeof *w->files);
     if (!w->files) return stem_fail(STEM_E_NOMEM, "out of memory");
     stem_status s = stem_safetensors_load(path, -1, &w->files[0]);
-    if (s != STEM_OK) return stem_error_context(s, "%s", w->component);
+    if (s != STEM_OK) {
+        stem_weights_close(w);
+        return stem_error_context(s, "%s", stem_ldm_component_name(comp));
+    }
     w->file_count = 1;
-    return fill(w, comp, lay);
+    s = fill(w, comp, lay);
+    if (s != STEM_OK) stem_weights_close(w); /* on failure nothing is left to free, as stem_weights_open */
+    return s;
 }
 
 /* ---- summary -------------------------------------------------------------------------- */

@@ -21,6 +21,38 @@ stem_status stem_config_load(const char *path, stem_config *c) {
     return STEM_OK;
 }
 
+stem_status stem_config_parse(const char *json, const char *what, stem_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", what);
+    enum json_tokener_error err = json_tokener_success;
+    json_object *root = json_tokener_parse_verbose(json, &err);
+    if (!root) return stem_fail(STEM_E_FORMAT, "%s: not valid JSON: %s", what, json_tokener_error_desc(err));
+    if (!json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        return stem_fail(STEM_E_FORMAT, "%s: expected a JSON object at the top level", what);
+    }
+    c->root = root;
+    return STEM_OK;
+}
+
+stem_status stem_config_new(const char *what, stem_config *c) { return stem_config_parse("{}", what, c); }
+
+stem_status stem_config_set_json(stem_config *c, const char *key, const char *json_value) {
+    json_object *v = json_tokener_parse(json_value);
+    if (!v && strcmp(json_value, "null") != 0)
+        return stem_fail(STEM_E_ARG, "%s: '%s': not a JSON value: %s", c->path, key, json_value);
+    json_object_object_add(c->root, key, v);
+    return STEM_OK;
+}
+
+stem_status stem_config_merge(stem_config *c, const stem_config *over, const char *what) {
+    json_object_object_foreach((json_object *)over->root, key, val) {
+        json_object_object_add(c->root, key, json_object_get(val)); /* shared, reference counted */
+    }
+    if (what) snprintf(c->path, sizeof c->path, "%s", what);
+    return STEM_OK;
+}
+
 void stem_config_free(stem_config *c) {
     if (c->root) json_object_put(c->root);
     c->root = NULL;

@@ -15,6 +15,15 @@ typedef struct stem_config {
 
 /* STEM_E_IO when missing/unreadable, STEM_E_FORMAT when not a JSON object. */
 stem_status stem_config_load(const char *path, stem_config *c);
+/* The same from JSON text (`what` names it in messages, as c->path). */
+stem_status stem_config_parse(const char *json, const char *what, stem_config *c);
+/* An empty object named `what` (c->path), to fill with stem_config_set_json. */
+stem_status stem_config_new(const char *what, stem_config *c);
+/* Sets key to the JSON value `json_value` ("8", "[16, 32]", "\"silu\"", "true"). */
+stem_status stem_config_set_json(stem_config *c, const char *key, const char *json_value);
+/* Copies every top-level key of `over` into `c` (over's values win); c->path becomes
+ * `what` when not NULL. */
+stem_status stem_config_merge(stem_config *c, const stem_config *over, const char *what);
 void stem_config_free(stem_config *c);
 bool stem_config_has(const stem_config *c, const char *key);
 /* A missing key gives the default; a present key of the wrong type is an error

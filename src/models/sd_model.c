@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "models/clip_text.h"
 #include "models/model_config.h"
 #include "models/vae.h"
@@ -92,7 +93,7 @@ static void inspect_weights(const char *dir, stem_sd_component *c) {
         if (!c->weights[0] && is_file(path)) snprintf(c->weights, sizeof c->weights, "%s.index.json (shards)", names[i]);
     }
     stem_weights w;
-    stem_status s = stem_weights_open(dir, c->name, stem_cpu_backend(), STEM_F32, &w);
+    stem_status s = stem_weights_open(dir, c->name, stem_host(), STEM_F32, &w);
     if (s != STEM_OK) {
         problem(c, "%s", stem_last_error());
         stem_weights_close(&w);
@@ -408,7 +409,8 @@ static stem_status inspect_single_file(stem_sd_info *info, const char *path) {
     detect_version(info, act[0] ? act : NULL, s->unet_linear_proj, s->text_hidden > 0, s->mapped[STEM_LDM_UNET] > 0,
                    NULL);
     snprintf(info->scheduler, sizeof info->scheduler,
-             "not in a single-file checkpoint (take scheduler/ and tokenizer/ from a diffusers folder of the same version)");
+             "not in a single-file checkpoint: stem invert uses SD's DDIM values and the bundled CLIP tokenizer, "
+             "or those of --model-config DIR (a diffusers folder of the same version)");
     return STEM_OK;
 }
 

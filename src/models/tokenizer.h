@@ -49,6 +49,9 @@ typedef struct stem_tokenizer stem_tokenizer;
  * merges line, STEM_E_NOTFOUND for a special token missing from vocab.json,
  * STEM_E_UNSUPPORTED for another model_max_length. */
 stem_status stem_tokenizer_load(const char *tokenizer_dir, stem_tokenizer **out);
+/* The same with vocab.json and merges.txt from `vocab_dir` and the two JSON configs from
+ * `special_dir` (SD 2.x: CLIP's vocabulary with pad "!"). */
+stem_status stem_tokenizer_load_split(const char *vocab_dir, const char *special_dir, stem_tokenizer **out);
 
 /* Tokenizes one prompt into ids[STEM_TOKENIZER_MAX_LEN]. n_real (optional) receives
  * the number of ids before padding (bos and eos included: 2..77); truncated

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "core/ops.h"
 #include "models/unet_internal.h"
 
@@ -232,29 +233,23 @@ static stem_status load_modules(loader *L) {
     return STEM_OK;
 }
 
-static stem_status unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, bool shapes_only,
-                             stem_unet **out) {
+stem_status stem_unet_load_weights(const stem_unet_config *cfg, stem_weights *w, stem_unet **out) {
     *out = NULL;
     stem_unet *u = calloc(1, sizeof *u);
-    if (!u) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/config.json", unet_dir);
-    stem_status s = stem_unet_config_load(path, &u->cfg);
-    if (s != STEM_OK) {
-        free(u);
-        return s;
+    if (!u) {
+        stem_weights_close(w);
+        return stem_fail(STEM_E_NOMEM, "unet: out of memory");
     }
-    u->be = be;
-    u->dtype = dtype;
-    s = shapes_only ? stem_weights_open_shapes(unet_dir, "unet", be, dtype, &u->w)
-                    : stem_weights_open(unet_dir, "unet", be, dtype, &u->w);
-    if (s != STEM_OK) {
-        free(u);
-        return s;
-    }
-    u->params = stem_weights_param_count(&u->w);
+    u->cfg = *cfg;
+    u->w = *w;
+    memset(w, 0, sizeof *w);
+    u->be = u->w.be;
+    u->dtype = u->w.dtype;
     loader L = {.u = u};
-    s = load_modules(&L);
+    stem_status s = load_modules(&L);
+    /* after the modules: a data-less weight set (stem_weights_open_shapes) counts what
+     * they asked for; before finish, which releases the host mappings */
+    u->params = stem_weights_param_count(&u->w);
     if (s == STEM_OK) s = stem_weights_finish(&u->w);
     if (s != STEM_OK) {
         stem_unet_free(u);
@@ -265,11 +260,25 @@ static stem_status unet_load(const char *unet_dir, stem_backend *be, stem_dtype 
 }
 
 stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
-    return unet_load(unet_dir, be, dtype, false, out);
+    *out = NULL;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", unet_dir);
+    stem_unet_config cfg;
+    STEM_TRY(stem_unet_config_load(path, &cfg));
+    stem_weights w;
+    STEM_TRY(stem_weights_open(unet_dir, "unet", be, dtype, &w));
+    return stem_unet_load_weights(&cfg, &w, out);
 }
 
 stem_status stem_unet_load_shapes(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out) {
-    return unet_load(unet_dir, be, dtype, true, out);
+    *out = NULL;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", unet_dir);
+    stem_unet_config cfg;
+    STEM_TRY(stem_unet_config_load(path, &cfg));
+    stem_weights w;
+    STEM_TRY(stem_weights_open_shapes(unet_dir, "unet", be, dtype, &w));
+    return stem_unet_load_weights(&cfg, &w, out);
 }
 
 void stem_unet_free(stem_unet *u) {
@@ -375,7 +384,7 @@ static stem_status time_embedding(unet_run *r, const float *timesteps, int64_t n
     float *host = malloc((size_t)B * sizeof *host);
     if (!host) return stem_fail(STEM_E_NOMEM, "unet: out of memory");
     for (int64_t i = 0; i < B; i++) host[i] = timesteps[n_t == 1 ? 0 : i];
-    stem_tensor th = stem_tensor_wrap(stem_cpu_backend(), STEM_F32, 1, &B, host), t, e0, e1;
+    stem_tensor th = stem_tensor_wrap(stem_host(), STEM_F32, 1, &B, host), t, e0, e1;
     stem_status s = stem_arena_tensor(r->arena, STEM_F32, 1, &B, &t);
     if (s == STEM_OK) s = stem_tensor_copy(&th, &t);
     free(host);

@@ -55,7 +55,9 @@
 #include "core/arena.h"
 #include "core/backend.h"
 #include "core/tensor.h"
+#include "models/model_config.h"
 #include "models/unet_hooks.h"
+#include "models/weights.h"
 
 #define STEM_UNET_MAX_LEVELS 6 /* len(block_out_channels) */
 #define STEM_UNET_MAX_LAYERS 8 /* layers_per_block + 1, transformer_layers_per_block */
@@ -96,6 +98,8 @@ typedef struct stem_unet_config {
  * class/addition embeddings, encoder_hid_dim, act_fn other than silu, ...) fail with
  * STEM_E_UNSUPPORTED naming the file, key and value. */
 stem_status stem_unet_config_load(const char *config_json_path, stem_unet_config *cfg);
+/* The same from a loaded config (errors name c->path). */
+stem_status stem_unet_parse_config(const stem_config *c, stem_unet_config *cfg);
 
 /* ---- the model ---------------------------------------------------------------------- */
 
@@ -105,6 +109,9 @@ typedef struct stem_unet stem_unet;
  * placed on `be` once). Errors name the component, tensor and both shapes; weights
  * the config does not use are an error too (a config/weights mismatch never runs). */
 stem_status stem_unet_load(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out);
+/* The same from a parsed config and an opened weight set with diffusers' names (e.g. a
+ * single-file checkpoint mapped by models/ldm_names.h); takes over `w` (also on failure). */
+stem_status stem_unet_load_weights(const stem_unet_config *cfg, stem_weights *w, stem_unet **out);
 /* The same structure from unet_dir/config.json alone, its weights data-less (no weight
  * file is read): for sizes and memory plans only; a forward on it is an error. */
 stem_status stem_unet_load_shapes(const char *unet_dir, stem_backend *be, stem_dtype dtype, stem_unet **out);

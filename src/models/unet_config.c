@@ -48,10 +48,10 @@ static stem_status per_level_ints(const stem_config *c, const char *key, int64_t
     return STEM_OK;
 }
 
-stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
-    stem_config c;
+stem_status stem_unet_parse_config(const stem_config *cp, stem_unet_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
-    STEM_TRY(stem_config_load(path, &c));
+    const stem_config c = *cp; /* a shallow copy: the checks below take &c */
+    const char *path = c.path;
     stem_status s;
     int64_t v;
     double d;
@@ -199,6 +199,14 @@ stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
 #undef TRY
     s = STEM_OK;
 done:
+    return s;
+}
+
+stem_status stem_unet_config_load(const char *path, stem_unet_config *cfg) {
+    stem_config c;
+    memset(cfg, 0, sizeof *cfg);
+    STEM_TRY(stem_config_load(path, &c));
+    stem_status s = stem_unet_parse_config(&c, cfg);
     stem_config_free(&c);
     return s;
 }

@@ -168,8 +168,9 @@ stem_status stem_weights_get_optional(stem_weights *w, const char *name, int ndi
     memcpy(want.shape, shape, (size_t)ndim * sizeof *shape);
     if (!stem_same_shape(src, &want)) {
         char a[STEM_SHAPE_STR_LEN], b[STEM_SHAPE_STR_LEN];
-        return stem_fail(STEM_E_SHAPE, "%s: tensor '%s' has shape %s, the config expects %s", w->component, name,
-                         stem_shape_str(src, a, sizeof a), stem_shape_str(&want, b, sizeof b));
+        return stem_fail(STEM_E_SHAPE, "%s: tensor '%s' has shape %s, the config expects %s%s%s", w->component, name,
+                         stem_shape_str(src, a, sizeof a), stem_shape_str(&want, b, sizeof b),
+                         w->names_note ? " in " : "", w->names_note ? w->dir : "");
     }
     if (!placed) {
         stem_dtype dt = src->dtype == STEM_F32 || src->dtype == STEM_F16 || src->dtype == STEM_BF16 ? w->dtype : src->dtype;
@@ -192,8 +193,8 @@ stem_status stem_weights_get(stem_weights *w, const char *name, int ndim, const 
         char want[STEM_SHAPE_STR_LEN];
         stem_tensor t = {.ndim = ndim};
         memcpy(t.shape, shape, (size_t)ndim * sizeof *shape);
-        return stem_fail(STEM_E_NOTFOUND, "%s: missing tensor '%s' (expected shape %s) in %s", w->component, name,
-                         stem_shape_str(&t, want, sizeof want), w->dir);
+        return stem_fail(STEM_E_NOTFOUND, "%s: missing tensor '%s' (expected shape %s) in %s%s", w->component, name,
+                         stem_shape_str(&t, want, sizeof want), w->dir, w->names_note ? w->names_note : "");
     }
     return STEM_OK;
 }
@@ -209,8 +210,9 @@ stem_status stem_weights_finish(stem_weights *w) {
         unused++;
     }
     if (unused)
-        return stem_fail(STEM_E_FORMAT, "%s: %d tensor%s in %s that the config does not use: %s%s", w->component, unused,
-                         unused == 1 ? "" : "s", w->dir, names, unused > 4 ? ", ..." : "");
+        return stem_fail(STEM_E_FORMAT, "%s: %d tensor%s in %s%s that the config does not use: %s%s", w->component,
+                         unused, unused == 1 ? "" : "s", w->dir, w->names_note ? w->names_note : "", names,
+                         unused > 4 ? ", ..." : "");
     stem_tensor_map_free(&w->host);
     for (int i = 0; i < w->file_count; i++) stem_tensor_map_free(&w->files[i]);
     free(w->files);

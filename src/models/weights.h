@@ -22,6 +22,7 @@ typedef struct stem_weights {
     unsigned char *used;  /* per host tensor: asked for */
     size_t placed_bytes;
     bool shapes_only;     /* stem_weights_open_shapes: no files; every tensor asked for exists */
+    const char *names_note; /* "" or how the names were made (a single file's LDM names), for messages */
 } stem_weights;
 
 /* Loads `dir` (e.g. model/unet): diffusion_pytorch_model[.fp16].safetensors,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/host.h"
 #include "core/tensor_map.h"
 #include "io/safetensors.h"
 
@@ -22,7 +23,7 @@ void stem_fnv1a64_hex(const void *data, size_t n, char hex[17]) {
 
 stem_status stem_latent_file_save(const char *path, const stem_tensor *x, stem_phase phase, int step, int t) {
     stem_tensor host = {0};
-    STEM_TRY(stem_tensor_to(x, stem_cpu_backend(), x->dtype, &host));
+    STEM_TRY(stem_tensor_to(x, stem_host(), x->dtype, &host));
     char sum[17], buf[32];
     stem_fnv1a64_hex(host.data, stem_nbytes(&host), sum);
     stem_tensor_map m;
@@ -90,7 +91,7 @@ static stem_status load(const char *path, stem_phase phase, int step, int t, int
             s = stem_tensor_copy(&part, x);
         } else {
             stem_tensor conv = {0};
-            s = stem_tensor_to(&part, stem_cpu_backend(), x->dtype, &conv);
+            s = stem_tensor_to(&part, stem_host(), x->dtype, &conv);
             if (s == STEM_OK) s = stem_tensor_copy(&conv, x);
             stem_tensor_free(&conv);
         }

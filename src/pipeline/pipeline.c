@@ -6,73 +6,87 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static stem_status component_path(const char *model_dir, const char *component, char *buf, size_t len) {
-    int n = snprintf(buf, len, "%s/%s", model_dir, component);
-    if (n < 0 || (size_t)n >= len) return stem_fail(STEM_E_ARG, "model path too long: %s", model_dir);
-    return STEM_OK;
+#include "core/host.h"
+#include "models/model_source.h"
+
+/* The bundled CLIP tokenizer files (refdata/tokenizer: clip/, clip-sd2/), for single-file
+ * checkpoints: under $STEM_REFDATA or the source tree, as the default model. */
+static void bundled_tokenizer_dir(char *buf, size_t len) {
+    const char *env = getenv("STEM_REFDATA");
+    snprintf(buf, len, "%s/tokenizer", env && *env ? env : STEM_SOURCE_DIR "/refdata");
 }
 
-stem_status stem_pipeline_load(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p) {
+stem_status stem_pipeline_load(const char *model, stem_backend *be, stem_dtype dtype, stem_pipeline *p) {
+    return stem_pipeline_load_config(model, NULL, be, dtype, p);
+}
+
+stem_status stem_pipeline_load_config(const char *model, const char *model_config, stem_backend *be, stem_dtype dtype,
+                                      stem_pipeline *p) {
     memset(p, 0, sizeof *p);
-    snprintf(p->model_dir, sizeof p->model_dir, "%s", model_dir);
+    snprintf(p->model_dir, sizeof p->model_dir, "%s", model);
+    snprintf(p->model_config, sizeof p->model_config, "%s", model_config ? model_config : "");
     p->be = be;
     p->dtype = dtype;
-    char path[1200];
-    stem_status s;
-    if ((s = component_path(model_dir, "tokenizer", path, sizeof path)) != STEM_OK ||
-        (s = stem_tokenizer_load(path, &p->tokenizer)) != STEM_OK)
+    stem_model_source src;
+    stem_status s = stem_model_source_open(model, model_config, &src);
+    if (s != STEM_OK) return s;
+    p->single_file = src.single_file;
+    char bundled[1100], *sched = NULL;
+    bundled_tokenizer_dir(bundled, sizeof bundled);
+    if ((s = stem_model_source_tokenizer(&src, bundled, &p->tokenizer, p->tokenizer_from, sizeof p->tokenizer_from)) !=
+        STEM_OK)
         goto fail;
-    if ((s = component_path(model_dir, "text_encoder", path, sizeof path)) != STEM_OK ||
-        (s = stem_clip_text_load(path, be, dtype, &p->text)) != STEM_OK)
-        goto fail;
+    if ((s = stem_model_source_load_text(&src, be, dtype, &p->text)) != STEM_OK) goto fail;
     p->loaded_text = true;
-    if ((s = component_path(model_dir, "unet", path, sizeof path)) != STEM_OK ||
-        (s = stem_unet_load(path, be, dtype, &p->unet)) != STEM_OK)
-        goto fail;
-    if ((s = component_path(model_dir, "vae", path, sizeof path)) != STEM_OK ||
-        (s = stem_vae_load(path, be, dtype, &p->vae)) != STEM_OK)
-        goto fail;
+    if ((s = stem_model_source_load_unet(&src, be, dtype, &p->unet)) != STEM_OK) goto fail;
+    if ((s = stem_model_source_load_vae(&src, be, dtype, &p->vae)) != STEM_OK) goto fail;
     p->loaded_vae = true;
-    if ((s = component_path(model_dir, "scheduler/scheduler_config.json", path, sizeof path)) != STEM_OK ||
-        (s = stem_ddim_config_load(path, &p->schedule)) != STEM_OK)
+    if ((s = stem_model_source_scheduler(&src, &sched, p->scheduler_from, sizeof p->scheduler_from)) != STEM_OK)
         goto fail;
+    if (sched)
+        s = stem_ddim_config_parse(sched, p->scheduler_from, &p->schedule);
+    else
+        stem_ddim_config_default(&p->schedule);
+    free(sched);
+    if (s != STEM_OK) goto fail;
     if ((s = stem_arena_create(be, 64u << 20, &p->arena)) != STEM_OK) goto fail;
+    stem_model_source_close(&src);
     return STEM_OK;
 fail:
-    stem_error_context(s, "model %s", model_dir);
+    stem_model_source_close(&src);
+    stem_error_context(s, "model %s", model);
     stem_pipeline_free(p);
     return s;
 }
 
-stem_status stem_pipeline_load_shapes(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p) {
+stem_status stem_pipeline_load_shapes(const char *model, const char *model_config, stem_backend *be, stem_dtype dtype,
+                                      stem_pipeline *p) {
     memset(p, 0, sizeof *p);
-    snprintf(p->model_dir, sizeof p->model_dir, "%s", model_dir);
+    snprintf(p->model_dir, sizeof p->model_dir, "%s", model);
+    snprintf(p->model_config, sizeof p->model_config, "%s", model_config ? model_config : "");
     p->be = be;
     p->dtype = dtype;
-    char path[1200];
-    stem_config c;
-    stem_status s;
-    if ((s = component_path(model_dir, "text_encoder/config.json", path, sizeof path)) != STEM_OK ||
-        (s = stem_config_load(path, &c)) != STEM_OK)
+    stem_model_source src; /* a single file: its header only */
+    stem_status s = stem_model_source_open(model, model_config, &src);
+    if (s != STEM_OK) return s;
+    p->single_file = src.single_file;
+    char *sched = NULL;
+    if ((s = stem_model_source_text_config(&src, &p->text.cfg)) != STEM_OK) goto fail;
+    if ((s = stem_model_source_load_unet_shapes(&src, be, dtype, &p->unet)) != STEM_OK) goto fail;
+    if ((s = stem_model_source_vae_config(&src, &p->vae.cfg)) != STEM_OK) goto fail;
+    if ((s = stem_model_source_scheduler(&src, &sched, p->scheduler_from, sizeof p->scheduler_from)) != STEM_OK)
         goto fail;
-    s = stem_clip_text_parse_config(&c, &p->text.cfg);
-    stem_config_free(&c);
+    if (sched)
+        s = stem_ddim_config_parse(sched, p->scheduler_from, &p->schedule);
+    else
+        stem_ddim_config_default(&p->schedule);
+    free(sched);
     if (s != STEM_OK) goto fail;
-    if ((s = component_path(model_dir, "unet", path, sizeof path)) != STEM_OK ||
-        (s = stem_unet_load_shapes(path, be, dtype, &p->unet)) != STEM_OK)
-        goto fail;
-    if ((s = component_path(model_dir, "vae/config.json", path, sizeof path)) != STEM_OK ||
-        (s = stem_config_load(path, &c)) != STEM_OK)
-        goto fail;
-    s = stem_vae_parse_config(&c, &p->vae.cfg);
-    stem_config_free(&c);
-    if (s != STEM_OK) goto fail;
-    if ((s = component_path(model_dir, "scheduler/scheduler_config.json", path, sizeof path)) != STEM_OK ||
-        (s = stem_ddim_config_load(path, &p->schedule)) != STEM_OK)
-        goto fail;
+    stem_model_source_close(&src);
     return STEM_OK;
 fail:
-    stem_error_context(s, "model %s", model_dir);
+    stem_model_source_close(&src);
+    stem_error_context(s, "model %s", model);
     stem_pipeline_free(p);
     return s;
 }
@@ -91,7 +105,7 @@ stem_status stem_pipeline_encode_prompt(stem_pipeline *p, const char *prompt, st
     int n_real = 0;
     STEM_TRY(stem_tokenize(p->tokenizer, prompt, ids, &n_real, truncated));
     int64_t id_shape[2] = {1, 77};
-    stem_tensor host_ids = stem_tensor_wrap(stem_cpu_backend(), STEM_I32, 2, id_shape, ids), dev_ids;
+    stem_tensor host_ids = stem_tensor_wrap(stem_host(), STEM_I32, 2, id_shape, ids), dev_ids;
     STEM_TRY(stem_tensor_to(&host_ids, p->be, STEM_I32, &dev_ids));
     int64_t ctx_shape[3] = {1, 77, p->text.cfg.hidden};
     stem_status s = stem_tensor_new(p->be, p->dtype, 3, ctx_shape, context);
@@ -175,12 +189,13 @@ static void hash_file(uint64_t *h, const char *path, const char *name, size_t li
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-stem_status stem_model_fingerprint(const char *model_dir, char out[17]) {
+/* model_index.json and every file of the component folders (the fingerprint of a folder
+ * before single files existed: unchanged, so manifests of folder runs stay the same). */
+static void hash_folder(uint64_t *h, const char *model_dir) {
     static const char *const components[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
-    uint64_t h = 0xcbf29ce484222325ULL;
     char path[1400];
     snprintf(path, sizeof path, "%s/model_index.json", model_dir);
-    hash_file(&h, path, "model_index.json", (size_t)1 << 20);
+    hash_file(h, path, "model_index.json", (size_t)1 << 20);
     for (size_t c = 0; c < sizeof components / sizeof *components; c++) {
         snprintf(path, sizeof path, "%s/%s", model_dir, components[c]);
         DIR *d = opendir(path);
@@ -196,9 +211,53 @@ stem_status stem_model_fingerprint(const char *model_dir, char out[17]) {
             if (!names[i]) continue;
             char file[1700];
             snprintf(file, sizeof file, "%s/%s", path, names[i]);
-            hash_file(&h, file, names[i], (size_t)1 << 20);
+            hash_file(h, file, names[i], (size_t)1 << 20);
             free(names[i]);
         }
+    }
+}
+
+/* A single-file checkpoint: its size, first MiB (the header: every tensor's name, shape,
+ * dtype and offsets, and the first tensors) and last MiB. */
+static void hash_checkpoint(uint64_t *h, const char *path) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    hash_file(h, path, base, (size_t)1 << 20);
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    unsigned char buf[65536];
+    size_t got;
+    if (fseek(f, -(long)(1 << 20), SEEK_END) == 0)
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) fnv1a(h, buf, got);
+    fclose(f);
+}
+
+stem_status stem_model_fingerprint(const char *model, const char *model_config, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    struct stat st;
+    if (stat(model, &st) == 0 && S_ISREG(st.st_mode)) {
+        hash_checkpoint(&h, model);
+        /* the tokenizer it runs with (the bundled one, or --model-config's) */
+        stem_model_source src;
+        STEM_TRY(stem_model_source_open(model, model_config, &src));
+        char bundled[1100], vocab[1200], special[1200], what[1400], file[1400];
+        bundled_tokenizer_dir(bundled, sizeof bundled);
+        stem_status s = stem_model_source_tokenizer_dirs(&src, bundled, vocab, special, sizeof vocab, what, sizeof what);
+        stem_model_source_close(&src);
+        if (s != STEM_OK) return s;
+        static const char *const files[4] = {"vocab.json", "merges.txt", "tokenizer_config.json",
+                                             "special_tokens_map.json"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(file, sizeof file, "%s/%s", i < 2 ? vocab : special, files[i]);
+            hash_file(&h, file, files[i], (size_t)1 << 20);
+        }
+    } else {
+        hash_folder(&h, model);
+    }
+    if (model_config && *model_config) {
+        if (stat(model_config, &st) == 0 && S_ISDIR(st.st_mode))
+            hash_folder(&h, model_config);
+        else
+            hash_file(&h, model_config, "model-config.json", (size_t)1 << 20);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
     return STEM_OK;

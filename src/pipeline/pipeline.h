@@ -1,6 +1,6 @@
 /* A loaded Stable Diffusion model, ready to invert and reconstruct videos:
- * tokenizer, CLIP text encoder, UNet, VAE and the DDIM schedule of a diffusers folder,
- * all on one backend. */
+ * tokenizer, CLIP text encoder, UNet, VAE and the DDIM schedule of a diffusers folder or a
+ * single-file checkpoint, all on one backend. */
 #ifndef STEM_PIPELINE_PIPELINE_H
 #define STEM_PIPELINE_PIPELINE_H
 
@@ -12,7 +12,11 @@
 #include "stem/ddim.h"
 
 typedef struct stem_pipeline {
-    char model_dir[1024];
+    char model_dir[1024];       /* the diffusers folder or single-file checkpoint */
+    char model_config[1024];    /* --model-config, "" when none */
+    bool single_file;
+    char tokenizer_from[1400];  /* where the tokenizer and the scheduler came from */
+    char scheduler_from[1400];
     stem_backend *be;
     stem_dtype dtype;
     stem_tokenizer *tokenizer;
@@ -24,13 +28,24 @@ typedef struct stem_pipeline {
     bool loaded_text, loaded_vae;
 } stem_pipeline;
 
-/* Loads every component of the diffusers folder `model_dir`; errors name the component. */
-stem_status stem_pipeline_load(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p);
-/* The components' configs and the UNet's structure only (stem_unet_load_shapes; the text
- * encoder's and VAE's configs, the scheduler): config.json files suffice, no weight or
- * tokenizer file is read. For geometry and memory plans (`stem edit --dry-run`); nothing
- * can run on it. */
-stem_status stem_pipeline_load_shapes(const char *model_dir, stem_backend *be, stem_dtype dtype, stem_pipeline *p);
+/* Loads every component of `model`: a diffusers folder, or a single-file .safetensors
+ * checkpoint in the original LDM layout (SD 1.x / 2.x), whose configs come from the
+ * tensors' shapes, whose tokenizer is the bundled CLIP one ($STEM_REFDATA or the source
+ * tree's refdata/tokenizer) and whose scheduler is SD's DDIM; `model_config` (NULL: none)
+ * overrides configs, tokenizer and scheduler (models/model_source.h). Errors name the
+ * component, and the tensor or key. */
+stem_status stem_pipeline_load_config(const char *model, const char *model_config, stem_backend *be, stem_dtype dtype,
+                                      stem_pipeline *p);
+/* The same without --model-config. */
+stem_status stem_pipeline_load(const char *model, stem_backend *be, stem_dtype dtype, stem_pipeline *p);
+/* The components' configs and the UNet's structure only (no tokenizer, text encoder or
+ * VAE weights; the UNet's data-less, models/model_source.h): a diffusers folder's
+ * config.json files suffice, a single file's header (its configs come from the tensors'
+ * shapes), with `model_config` (NULL: none) as for stem_pipeline_load_config. No weight
+ * or tokenizer file is read. For geometry and memory plans (`stem edit --dry-run`);
+ * nothing can run on it. */
+stem_status stem_pipeline_load_shapes(const char *model, const char *model_config, stem_backend *be, stem_dtype dtype,
+                                      stem_pipeline *p);
 void stem_pipeline_free(stem_pipeline *p);
 
 /* context [1, 77, cross_attention_dim] (owned, on the pipeline's backend) for `prompt`;
@@ -58,11 +73,13 @@ typedef struct stem_frame_geometry {
  * size when the frames are smaller than the VAE's factor on a side. */
 stem_status stem_pipeline_geometry(const stem_pipeline *p, int64_t H, int64_t W, stem_frame_geometry *g);
 
-/* A 64-bit FNV-1a fingerprint (16 hex digits) of a diffusers folder: model_index.json,
- * every component's config.json, and each weight file's size and first 1 MiB (its
- * safetensors header and the first tensors). Cheap on multi-GB folders, and it changes
- * when any config, tensor list, dtype or file changes; it is not a cryptographic hash
- * of every weight byte. */
-stem_status stem_model_fingerprint(const char *model_dir, char out[17]);
+/* A 64-bit FNV-1a fingerprint (16 hex digits) of a model. A diffusers folder:
+ * model_index.json, every component's config.json, and each weight file's size and first
+ * 1 MiB (its safetensors header and the first tensors). A single-file checkpoint: its
+ * size, first MiB (the whole header of an SD checkpoint) and last MiB, and the tokenizer
+ * files it runs with. Then `model_config` (NULL or "": none): a folder as a model folder,
+ * a .json file's bytes. Cheap on multi-GB models, and it changes when any config, tensor
+ * list, dtype or file changes; it is not a cryptographic hash of every weight byte. */
+stem_status stem_model_fingerprint(const char *model, const char *model_config, char out[17]);
 
 #endif

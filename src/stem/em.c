@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "core/ops.h"
 
 void stem_em_options_default(stem_em_options *o) {
@@ -37,7 +38,7 @@ uint32_t stem_em_counter_w3(const stem_em_options *o) { return (o->phase << 24) 
 /* Copies a (small) tensor to a host f32 array the caller frees. */
 static stem_status to_host_f32(const stem_tensor *t, float **out) {
     stem_tensor h;
-    STEM_TRY(stem_tensor_to(t, stem_cpu_backend(), STEM_F32, &h));
+    STEM_TRY(stem_tensor_to(t, stem_host(), STEM_F32, &h));
     size_t bytes = stem_nbytes(&h);
     *out = malloc(bytes ? bytes : 1);
     if (!*out) {

@@ -6,6 +6,7 @@
  *   ddim            the DDIM schedule and steps (stem/ddim.h), config from attributes */
 #include <string.h>
 
+#include "core/host.h"
 #include "core/op_registry.h"
 #include "core/ops.h"
 #include "stem/ddim.h"
@@ -134,7 +135,7 @@ static stem_status run_ddim_with(const stem_op_def *op, stem_backend *be, const 
         bool ts = which[0] == 't';
         int64_t shape[2] = {s->steps, 2};
         stem_tensor host;
-        STEM_TRY(stem_tensor_new(stem_cpu_backend(), ts ? STEM_I32 : STEM_F32, ts ? 1 : 2, shape, &host));
+        STEM_TRY(stem_tensor_new(stem_host(), ts ? STEM_I32 : STEM_F32, ts ? 1 : 2, shape, &host));
         for (int i = 0; i < s->steps; i++) {
             int ti = s->timesteps[i];
             if (ts) ((int32_t *)host.data)[i] = ti;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host.h"
 #include "core/ops.h"
 
 /* Layer-major: what attn1 keeps of all frames. The buffers are sized for the largest
@@ -100,7 +101,7 @@ static stem_status check_sites(void *user) {
     for (int i = 0; i < h->n_sites; i++) any |= h->sites[i].used;
     if (!any) return STEM_OK;
     stem_tensor host;
-    STEM_TRY(stem_tensor_to(&h->check, stem_cpu_backend(), STEM_F32, &host));
+    STEM_TRY(stem_tensor_to(&h->check, stem_host(), STEM_F32, &host));
     const float *x = host.data;
     static const char *const what[3] = {"k", "k", "v"}; /* rows: k mean, k std, v mean */
     stem_status s = STEM_OK;

@@ -5,6 +5,7 @@
 #include <json-c/json.h>
 
 #include "cli/output_dir.h"
+#include "backends/backends.h"
 #include "core/backend.h"
 #include "fuzz_util.h"
 #include "pipeline/latent_file.h"
