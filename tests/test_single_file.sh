@@ -6,7 +6,9 @@
 # reconstruction: with the folder as --model-config, and with a JSON that sets only what
 # shapes cannot give (then the bundled CLIP tokenizer and SD's DDIM schedule are used).
 # Without the override the tiny file is refused with a message naming the key, and no
-# output folder is left.
+# output folder is left. `stem edit` takes the same --model FILE --model-config (its edit
+# equals the folder's; an inversion made from the file passes them on; --dry-run reads
+# the header only).
 set -u
 STEM=${STEM_BIN:-./stem}
 REFDATA=${STEM_REFDATA:-refdata}
@@ -65,6 +67,68 @@ for m in tiny-sd1 tiny-sd2; do
         bad "$m: file without --model-config: $(cat "$tmp/$m-none.log")"
     fi
 done
+
+# ---- stem edit takes the same --model FILE --model-config ------------------------------------
+edit() { # OUT ARGS...: a 2-step edit of 2 frames, inverting first unless --inversion is given
+    out=$1; shift
+    "$STEM" edit "$@" --prompt "a swan on a pond" --batch-size 2 --threads 1 --quiet --out "$out" >"$out.log" 2>&1
+}
+inv_args="--frames $REFDATA/clips/synthetic --n-frames 2 --steps 2 --inversion-prompt"
+file="$REFDATA/models/tiny-sd1.safetensors"
+# every edit_*.safetensors of $1 equals $2's
+same_edit() {
+    n=0
+    for f in "$1"/latents/edit_*.safetensors; do
+        [ -e "$f" ] && cmp -s "$f" "$2/latents/$(basename "$f")" || return 1
+        n=$((n + 1))
+    done
+    [ "$n" -eq 2 ]
+}
+if edit "$tmp/e-folder" --model "$REFDATA/models/tiny-sd1" $inv_args "a duck on a pond" &&
+    edit "$tmp/e-file" --model "$file" --model-config "$tmp/tiny-sd1.json" $inv_args "a duck on a pond" &&
+    same_edit "$tmp/e-file" "$tmp/e-folder"; then
+    ok "stem edit --model FILE --model-config JSON: edit latents bit-identical to the folder's"
+else
+    bad "stem edit --model FILE --model-config: $(cat "$tmp/e-folder.log" "$tmp/e-file.log" 2>/dev/null)"
+fi
+if grep -Eq '"config": *"[^"]*tiny-sd1.json"' "$tmp/e-file/manifest.json" 2>/dev/null &&
+    grep -Eq '"model_config": *"[^"]*tiny-sd1.json"' "$tmp/e-file/inversion/options.json" 2>/dev/null &&
+    grep -Eq '"tokenizer": *"bundled CLIP tokenizer' "$tmp/e-file/manifest.json"; then
+    ok "stem edit: manifest and its inversion's options record --model-config"
+else
+    bad "stem edit: --model-config not recorded"
+fi
+# an inversion made from the file: its model and --model-config are the edit's defaults
+if edit "$tmp/e-reuse" --inversion "$tmp/e-file/inversion" && same_edit "$tmp/e-reuse" "$tmp/e-file"; then
+    ok "stem edit --inversion (made from FILE + JSON): the inversion's --model-config is the default, same edit"
+else
+    bad "stem edit --inversion of a single-file inversion: $(cat "$tmp/e-reuse.log")"
+fi
+if edit "$tmp/e-other" --inversion "$tmp/e-file/inversion" --model-config "$REFDATA/models/tiny-sd1"; then
+    bad "stem edit --inversion with another --model-config exited 0"
+elif grep -q "is not the model of --inversion" "$tmp/e-other.log" && grep -q -- "--model-config" "$tmp/e-other.log" &&
+    [ ! -e "$tmp/e-other" ] && [ ! -e "$tmp/e-other.partial" ]; then
+    ok "stem edit --inversion with another --model-config: refused by fingerprint, no output"
+else
+    bad "stem edit --inversion, other --model-config: $(cat "$tmp/e-other.log")"
+fi
+# --dry-run reads the file's header only (its configs from the shapes)
+if "$STEM" edit --dry-run --model "$file" --model-config "$tmp/tiny-sd1.json" --frames 500 --width 64 --height 64 \
+    --prompt x --out "$tmp/e-dry" >"$tmp/e-dry.log" 2>&1 && grep -q "^edit plan: 500 frames of 64x64" "$tmp/e-dry.log" &&
+    [ ! -e "$tmp/e-dry" ] && [ ! -e "$tmp/e-dry.partial" ]; then
+    ok "stem edit --dry-run --model FILE --model-config: the plan, nothing written"
+else
+    bad "stem edit --dry-run --model FILE: $(cat "$tmp/e-dry.log")"
+fi
+if "$STEM" edit --dry-run --model "$file" --frames 4 --width 64 --height 64 --prompt x --out "$tmp/e-dry" \
+    >"$tmp/e-dry2.log" 2>&1; then
+    bad "stem edit --dry-run --model FILE without --model-config exited 0"
+elif grep -q "num_attention_heads" "$tmp/e-dry2.log" && grep -q -- "--model-config" "$tmp/e-dry2.log"; then
+    ok "stem edit --dry-run --model FILE without --model-config: names the key"
+else
+    bad "stem edit --dry-run --model FILE, no override: $(cat "$tmp/e-dry2.log")"
+fi
+if "$STEM" edit --help | grep -q -- "--model-config"; then ok "stem edit --help names --model-config"; else bad "edit help"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -543,7 +543,7 @@ stem_status stem_unet_forward_sliced(stem_unet *u, stem_arena *arena, const stem
                                      const float *timesteps, int64_t n_timesteps, const stem_tensor *context,
                                      const stem_unet_hooks *hooks, int64_t slice_frames, stem_tensor *out) {
     static const stem_unet_hooks no_hooks = {.branches = 1};
-    if (u->w.shapes_only) return stem_fail(STEM_E_ARG, "unet: loaded from config.json alone (no weights): it cannot run");
+    if (u->w.shapes_only) return stem_fail(STEM_E_ARG, "unet: loaded from its config alone (no weights: a plan, stem_unet_load_shapes): it cannot run");
     STEM_TRY(check_inputs(u, sample, n_timesteps, context, out));
     if (slice_frames < 1)
         return stem_fail(STEM_E_ARG, "unet: slice_frames = %lld (must be >= 1)", (long long)slice_frames);

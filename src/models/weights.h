@@ -38,7 +38,7 @@ stem_status stem_weights_open(const char *dir, const char *component, stem_backe
 typedef struct stem_config stem_config;
 stem_status stem_component_open(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
                                 stem_config *c, stem_weights *w);
-/* A weight set without files, for planning from config.json alone (`stem edit --dry-run`):
+/* A weight set without files, for planning from configs alone (`stem edit --dry-run`):
  * every tensor asked for "exists" with the shape asked, its data NULL (nothing may run
  * on it); stem_weights_param_count counts what was asked for. */
 stem_status stem_weights_open_shapes(const char *dir, const char *component, stem_backend *be, stem_dtype dtype,
