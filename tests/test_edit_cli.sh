@@ -159,6 +159,27 @@ sed 's/n_timesteps: 2/n_timesteps: 3/' "$tmp/cfg.yaml" >"$tmp/cfg5.yaml"
 sed 's/pnp_attn_t: 0.5/pnp_attn_t: 2/' "$tmp/cfg.yaml" >"$tmp/cfg4.yaml"
 unset STEM_MODEL_SD15
 
+# ---- the PyTorch editing reference, through the command line ------------------------------
+# A golden of refdata/golden/edit (gen_edit.py, float64: a STEM inversion, prompts, options,
+# the edited latents after steps 0, 1 and S-1) as a `stem invert` folder and the original's
+# YAML; stem edit --config on it must land within the golden's tolerance at each of them:
+# x_T from the 8-bit frames, the source latents streamed per step, the prompts, the flags.
+G=${STEM_EDIT_GOLDEN_INVERSION:-}
+if [ -x "$G" ]; then
+    for c in tiny-sd1__f6_b3 tiny-sd1__f8_b3_drop tiny-sd1__f6_b3_stem tiny-freeu__f4_b2_freeu; do
+        golden="$REFDATA/golden/edit/$c.safetensors"
+        if flags=$("$G" folder "$golden" "$REFDATA/models/${c%%__*}" "$tmp/g-$c" "$tmp/g-$c.yaml" 2>"$tmp/g.err") &&
+            "$STEM" edit --config "$tmp/g-$c.yaml" --out "$tmp/g-$c-out" --quiet $flags >/dev/null 2>>"$tmp/g.err" &&
+            "$G" compare "$golden" "$tmp/g-$c-out" >"$tmp/g.cmp" 2>>"$tmp/g.err"; then
+            ok "golden $c${flags:+ ($flags)}: within tolerance after steps 0, 1, S-1 ($(tr '\n' ';' <"$tmp/g.cmp" | sed 's/ of the tolerance ([^)]*)//g'))"
+        else
+            bad "golden $c: $(cat "$tmp/g.err" "$tmp/g.cmp" 2>/dev/null)"
+        fi
+    done
+else
+    echo "skip the editing goldens: STEM_EDIT_GOLDEN_INVERSION (tests/edit_golden_inversion) is not set (make check sets it)"
+fi
+
 # ---- bad input ---------------------------------------------------------------------------
 # expect_fail NAME EXPECTED_SUBSTRING CMD...: non-zero exit, the message, nothing at $tmp/bad*
 expect_fail() {

@@ -260,8 +260,8 @@ int edit_parse_args(int argc, char **argv, edit_args *a) {
         stem_yaml_config_free(&c);
         if (differ) return 2;
     }
-    if (!a->prompt) {
-        if (a->inversion || !a->v.frames_is_default || a->v.config) {
+    if (!a->prompt) { /* a dry run encodes no prompt */
+        if (!a->dry_run && (a->inversion || !a->v.frames_is_default || a->v.config)) {
             fprintf(stderr, CMD ": --prompt is required: a sentence describing the edited video "
                             "(e.g. --prompt \"Spider-Man is playing tennis\")\n");
             return 2;
