@@ -114,7 +114,7 @@ static int folder(const char *golden, const char *model, const char *dir, const 
     snprintf(size, sizeof size, "%dx%d", W, H);
     json_object_object_add(fs, "output", json_object_new_string(size));
     json_object_object_add(m, "frame_sizes", fs);
-    if (stem_model_fingerprint(model, fp) == STEM_OK)
+    if (stem_model_fingerprint(model, NULL, fp) == STEM_OK)
         json_object_object_add(mo, "fingerprint_fnv1a64", json_object_new_string(fp));
     json_object_object_add(m, "model", mo);
     int rc = 0;
@@ -162,7 +162,7 @@ static int compare(const char *golden, const char *out) {
         stem_tensor *ref = stem_tensor_map_get(&g, key), got = {0};
         snprintf(path, sizeof path, "%s/latents/edit_%03d_t%04d.safetensors", out, steps[k], t[steps[k]]);
         if (!ref) rc = die(key);
-        else if (stem_tensor_new(stem_cpu_backend(), STEM_F32, ref->ndim, ref->shape, &got) != STEM_OK ||
+        else if (stem_tensor_new(stem_host(), STEM_F32, ref->ndim, ref->shape, &got) != STEM_OK ||
                  stem_latent_file_load(path, STEM_PHASE_EDITING, steps[k], t[steps[k]], &got) != STEM_OK)
             rc = die(path);
         char rk[80], ak[80];
