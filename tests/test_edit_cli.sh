@@ -139,11 +139,12 @@ fi
 sed -e "s|data/tennis.mp4|$REFDATA/clips/shapes|; s|854|64|; s|480|64|; s|n_frames: 50|n_frames: 6|" \
     -e "s|n_inversion_steps: 50|n_inversion_steps: 2|; s|n_timesteps: 50|n_timesteps: 2|; s|batch_size: 8|batch_size: 4|" \
     -e "s|'Stem_Inv_Latents/base_256_iter_5'|'$tmp/cfg-inv'|; s|'STEM_TF_results'|'$tmp/cfg-out'|; s|'cuda'|'cpu'|" \
+    -e 's|"ugly, blurry, low res, unrealistic, unaesthetic"|"blurry, dark"|' \
     "$REFDATA/configs/config_pnp_tennis.yaml" >"$tmp/cfg.yaml"
 export STEM_MODEL_SD15="$REFDATA/models/shapes-sd1"
 if "$STEM" edit --config "$tmp/cfg.yaml" --bases 4 --quiet >/dev/null 2>"$tmp/cfg.err" && [ -s "$tmp/cfg-inv/manifest.json" ] &&
     json_has "$tmp/cfg-out/manifest.json" '"prompt":"Spider-Man is playing tennis"' &&
-    json_has "$tmp/cfg-out/manifest.json" '"negative_prompt":"ugly, blurry, low res, unrealistic, unaesthetic"'; then
+    json_has "$tmp/cfg-out/manifest.json" '"negative_prompt":"blurry, dark"'; then
     ok "--config: inverts into latents_path, edits with prompt/negative_prompt into output_path"
 else
     bad "--config: $(cat "$tmp/cfg.err")"
