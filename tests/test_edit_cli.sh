@@ -249,11 +249,16 @@ if "$STEM" edit --dry-run --model "$sd15" --frames 500 --width 512 --height 512 
 else
     bad "--dry-run sd15 500: $(cat "$tmp/d500")"
 fi
-if "$STEM" edit --dry-run --inversion "$inv" --prompt x --out "$tmp/dry" >"$tmp/dry2" 2>&1 && grep -q "^edit plan: 6 frames" "$tmp/dry2" &&
-    ! grep -q "^inversion plan" "$tmp/dry2"; then
-    ok "--dry-run --inversion DIR plans the edit of that inversion"
+# the dry run builds the UNet from config.json alone: its plan is the loaded model's, which
+# the job above recorded (memory.plan_device_bytes)
+bytes=$(grep '"plan_device_bytes"' "$m" | tr -dc 0-9)
+mib=$(( (bytes + 524288) / 1048576 ))
+if "$STEM" edit --dry-run --inversion "$inv" --prompt x --batch-size 4 --out "$tmp/dry" >"$tmp/dry2" 2>&1 &&
+    grep -q "^edit plan: 6 frames" "$tmp/dry2" && ! grep -q "^inversion plan" "$tmp/dry2" &&
+    grep "^  device  total" "$tmp/dry2" | grep -q " $mib MiB$"; then
+    ok "--dry-run --inversion DIR plans the edit of that inversion, as the run planned it ($mib MiB on the device)"
 else
-    bad "--dry-run --inversion: $(cat "$tmp/dry2")"
+    bad "--dry-run --inversion (the run planned $bytes bytes): $(cat "$tmp/dry2")"
 fi
 
 echo "$passed passed, $failed failed"
