@@ -10,7 +10,9 @@
  * three contexts of real prompts). Measured: the process's peak resident memory during
  * the edit minus its resident memory just before it (the kernel's peak counter is reset
  * through /proc/self/clear_refs first), i.e. everything the edit allocates and touches:
- * caches, buffers, the UNet's arena, scratch. The plan's device total leaves out the
+ * caches, buffers, the UNet's arena, scratch. One UNet evaluation of one sample runs
+ * before, so that the backend's working memory (OpenBLAS's per-thread GEMM buffers, the
+ * kernel scratch cache) is resident already, as in `stem edit` after its VAE encode. The plan's device total leaves out the
  * weights, which are resident before the edit starts and so are not in the difference.
  * Run one frame count per process (freed memory may stay in the allocator otherwise).
  *
@@ -118,6 +120,17 @@ int main(int argc, char **argv) {
         if (s == STEM_OK) s = stem_edit_initial_latents(&p, steps, &z0, &xinv, &x);
         const stem_edit_inputs in = {.source = source_latents, .context_source = &ctx[0],
                                      .context_negative = &ctx[1], .context_target = &ctx[2]};
+        /* warm-up: one UNet evaluation of one sample, so that the backend's working memory
+         * (OpenBLAS's per-thread GEMM buffers, the kernel scratch) is resident before the
+         * measurement starts, as it is in `stem edit` after the inversion or VAE encode */
+        if (s == STEM_OK) {
+            stem_tensor one, eps1;
+            const float t = 981.0f;
+            s = stem_tensor_narrow0(&x, 0, 1, &one);
+            if (s == STEM_OK) s = stem_tensor_new(p.be, p.dtype, 4, one.shape, &eps1);
+            if (s == STEM_OK) s = stem_unet_forward(p.unet, p.arena, &one, &t, 1, &ctx[0], NULL, &eps1);
+            stem_tensor_free(&eps1);
+        }
         if (s == STEM_OK) {
             before = proc_status_bytes("VmRSS");
             if (reset_peak() != 0) fprintf(stderr, "edit_memory: cannot reset the peak (/proc/self/clear_refs)\n");

@@ -150,7 +150,7 @@ def stem_edit(args, inv_dir, tmp, env):
     tm = man["timing"]
     lat = sorted(glob.glob(os.path.join(out, "latents", "edit_*.safetensors")))
     from safetensors.numpy import load_file
-    F = man["options"].get("frames_edited") or man["options"].get("n_frames")
+    F = man["frames"]["edited"]
     line = {"kind": "edit", "impl": "stem", "frames": F, "steps": args.steps_now,
             "s_per_frame_step": tm["editing_s"] / (F * args.steps_now), "editing_s": tm["editing_s"],
             "vae_decode_s": tm.get("vae_decode_s"), "in_process_s": tm["total_s"], **facts,
