@@ -60,8 +60,9 @@ const char *stem_yaml_config_text(const stem_yaml_config *c, stem_config_key k, 
     switch (KEYS[k].type) {
     case T_STR: return *(char *const *)field;
     case T_INT:
-        snprintf(buf, len, "%lld",
-                 k == STEM_CFG_SEED ? (long long)*(const int64_t *)field : (long long)*(const int *)field);
+        /* seed: the unsigned 64-bit Philox key it becomes (a negative seed wraps, as it always has) */
+        if (k == STEM_CFG_SEED) snprintf(buf, len, "%llu", (unsigned long long)(uint64_t)*(const int64_t *)field);
+        else snprintf(buf, len, "%d", *(const int *)field);
         return buf;
     case T_NUM: snprintf(buf, len, "%.17g", *(const double *)field); return buf;
     }

@@ -82,8 +82,9 @@ static inline bool stem_yaml_config_has(const stem_yaml_config *c, stem_config_k
 const char *stem_config_key_name(stem_config_key k);
 /* The key called `name`, or -1. */
 int stem_config_key_find(const char *name);
-/* Key k's value in c as text: integers in decimal, numbers as %.17g (into buf), strings
- * as they are (NULL when unset). What a command line would have said for it. */
+/* Key k's value in c as text: integers in decimal (seed as the unsigned 64-bit key it
+ * becomes: -1 wraps to 18446744073709551615), numbers as %.17g (into buf), strings as they
+ * are (NULL when unset). What a command line would have said for it. */
 const char *stem_yaml_config_text(const stem_yaml_config *c, stem_config_key k, char *buf, size_t len);
 
 #endif
