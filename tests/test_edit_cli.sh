@@ -139,11 +139,12 @@ fi
 sed -e "s|data/tennis.mp4|$REFDATA/clips/shapes|; s|854|64|; s|480|64|; s|n_frames: 50|n_frames: 6|" \
     -e "s|n_inversion_steps: 50|n_inversion_steps: 2|; s|n_timesteps: 50|n_timesteps: 2|; s|batch_size: 8|batch_size: 4|" \
     -e "s|'Stem_Inv_Latents/base_256_iter_5'|'$tmp/cfg-inv'|; s|'STEM_TF_results'|'$tmp/cfg-out'|; s|'cuda'|'cpu'|" \
+    -e 's|"ugly, blurry, low res, unrealistic, unaesthetic"|"blurry, dark"|' \
     "$REFDATA/configs/config_pnp_tennis.yaml" >"$tmp/cfg.yaml"
 export STEM_MODEL_SD15="$REFDATA/models/shapes-sd1"
 if "$STEM" edit --config "$tmp/cfg.yaml" --bases 4 --quiet >/dev/null 2>"$tmp/cfg.err" && [ -s "$tmp/cfg-inv/manifest.json" ] &&
     json_has "$tmp/cfg-out/manifest.json" '"prompt":"Spider-Man is playing tennis"' &&
-    json_has "$tmp/cfg-out/manifest.json" '"negative_prompt":"ugly, blurry, low res, unrealistic, unaesthetic"'; then
+    json_has "$tmp/cfg-out/manifest.json" '"negative_prompt":"blurry, dark"'; then
     ok "--config: inverts into latents_path, edits with prompt/negative_prompt into output_path"
 else
     bad "--config: $(cat "$tmp/cfg.err")"
@@ -248,11 +249,16 @@ if "$STEM" edit --dry-run --model "$sd15" --frames 500 --width 512 --height 512 
 else
     bad "--dry-run sd15 500: $(cat "$tmp/d500")"
 fi
-if "$STEM" edit --dry-run --inversion "$inv" --prompt x --out "$tmp/dry" >"$tmp/dry2" 2>&1 && grep -q "^edit plan: 6 frames" "$tmp/dry2" &&
-    ! grep -q "^inversion plan" "$tmp/dry2"; then
-    ok "--dry-run --inversion DIR plans the edit of that inversion"
+# the dry run builds the UNet from config.json alone: its plan is the loaded model's, which
+# the job above recorded (memory.plan_device_bytes)
+bytes=$(grep '"plan_device_bytes"' "$m" | tr -dc 0-9)
+mib=$(( (bytes + 524288) / 1048576 ))
+if "$STEM" edit --dry-run --inversion "$inv" --prompt x --batch-size 4 --out "$tmp/dry" >"$tmp/dry2" 2>&1 &&
+    grep -q "^edit plan: 6 frames" "$tmp/dry2" && ! grep -q "^inversion plan" "$tmp/dry2" &&
+    grep "^  device  total" "$tmp/dry2" | grep -q " $mib MiB$"; then
+    ok "--dry-run --inversion DIR plans the edit of that inversion, as the run planned it ($mib MiB on the device)"
 else
-    bad "--dry-run --inversion: $(cat "$tmp/dry2")"
+    bad "--dry-run --inversion (the run planned $bytes bytes): $(cat "$tmp/dry2")"
 fi
 
 echo "$passed passed, $failed failed"

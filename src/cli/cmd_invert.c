@@ -90,7 +90,7 @@ static stem_status host_copy(const stem_tensor *t, stem_tensor *host) {
  * the reconstruction's decode reuses at the end; frames/input (the input as encoded) and
  * frames/vae */
 static stem_status job_encode(invert_job *j) {
-    const stem_dtype dt = j->a->v.dtype;
+    const stem_dtype dt = j->p->dtype; /* --dtype, or the given pipeline's */
     const stem_frame_geometry *g = &j->out.geo;
     int64_t lshape[4] = {j->fr.count, j->p->vae.cfg.latent_channels, g->latent_h, g->latent_w};
     int64_t dshape[4] = {j->fr.count, 3, g->out_h, g->out_w};

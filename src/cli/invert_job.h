@@ -18,7 +18,8 @@
 /* Runs the whole inversion job on parsed arguments (invert_parse_args, or
  * invert_args_defaults and the fields set by hand) and writes a->v.out as `stem invert
  * --help` describes. `p`: a pipeline already loaded from a->v.model (its backend and dtype
- * are used and it is not freed; its arena is reset to where it was), or NULL to open
+ * are used, and should be what a->v.backend and a->v.dtype say, which options.json
+ * records; it is not freed; its arena is reset to where it was), or NULL to open
  * a->v.backend and load the model here. Returns the exit status (0: done; on failure the
  * message is printed and a->v.out is not written; DIR.partial is kept for --resume). */
 int cli_invert_run(const invert_args *a, stem_pipeline *p);
