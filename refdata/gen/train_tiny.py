@@ -6,6 +6,8 @@
     nice -n 10 train_tiny.py --work $W --stage decoder --decoder-minutes 25   # in parallel, once WORK/vae exists
     nice -n 10 train_tiny.py --work $W --stage write [--out DIR]              # the folder, with the tuned decoder
     nice -n 10 train_tiny.py --work $W --stage unet-more --unet-minutes N     # optional: more UNet steps
+    nice -n 10 train_tiny.py --work $W --stage unet --vae-from refdata/models/shapes-sd1/vae --unet-minutes 45
+                                             # only the UNet + text encoder, on the committed VAE
 
 Run by hand (never in CI), with the pinned reference environment (refdata/gen/requirements.txt;
 diffusers 0.20.2, transformers 4.33.3, torch 2.4.1). Stages (--stage; "all" = data, vae, unet,
@@ -18,12 +20,17 @@ write, and decoder between vae and unet when --decoder-minutes > 0):
    plays for SD 1.x). Saved to WORK/vae.
 3a. decoder: WORK/vae's decoder trained on with the encoder frozen (WORK/vae-decoder); the
    latents do not change, so it can run beside 3b.
-3b. unet: latents of every frame encoded once (the posterior mean) and cached; the UNet and a
-   small CLIPTextModel trained jointly with the standard epsilon objective: t uniform in
-   [0, 1000), noise added by DDPMScheduler with the SD 1.x config (scaled_linear, 0.00085 ..
-   0.012), MSE on epsilon; 10% of the captions replaced by "" (classifier-free guidance).
+3b. unet: latents of every frame encoded once (the posterior mean) and cached; a small
+   CLIPTextModel first pre-trained for --text-pretrain-steps (~1 minute) so that its padding
+   outputs name the caption's attributes (pretrain_text: without it the prompt did not reach
+   the UNet in the budget), then the UNet and the text encoder trained jointly with the standard
+   epsilon objective: noise added by DDPMScheduler with the SD 1.x config (scaled_linear,
+   0.00085 .. 0.012), MSE on epsilon; --t-mode mix: half the batch t uniform in [0, 1000), half
+   with a density rising linearly in t; single-shape frames drawn --single-weight times as often;
+   10% of the captions replaced by "" (classifier-free guidance); cross-attention at --attn2-lr.
    An EMA of the UNet and text-encoder weights (decay 0.999) is what gets saved. unet-more
-   continues from the saved EMA weights at a lower learning rate.
+   continues from the saved EMA weights at a lower learning rate. --vae-from DIR skips the VAE
+   stages and uses a saved VAE (the committed one) for the latents and the output folder.
 4. write: the diffusers folder (StableDiffusionPipeline.save_pretrained layout, f16
    safetensors, tokenizer files copied from refdata/tokenizer/clip/), VAE from WORK/vae-decoder
    when it exists; WORK/loss.json + WORK/loss.png.
@@ -36,6 +43,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -238,9 +246,68 @@ def cache_latents(vae, frames, work):
     return lat
 
 
-def train_unet(latents, captions, tokenizer, minutes, work, curves, resume=False):
+# caption attributes the text encoder is pre-trained to name (pretrain_text): first shape's colour,
+# kind and motion, second shape's colour and kind (or none), background colour and texture
+MOTION_WORDS = ("right", "left", "up", "down", "diagonally")
+ATTR_CLASSES = (len(shapes_data.COLOURS), len(shapes_data.SHAPES), len(MOTION_WORDS), len(shapes_data.COLOURS) + 1,
+                len(shapes_data.SHAPES) + 1, len(shapes_data.BACKGROUNDS), len(shapes_data.TEXTURES))
+
+
+def caption_attributes(caption):
+    """A caption of shapes_data.make_clip -> its ATTR_CLASSES indices."""
+    shapes = re.findall(r"a (\w+) (\w+) moving (\w+)", caption)
+    bg = re.search(r"on a (\w+) (?:(\w+) )?background", caption)
+    colours, kinds = list(shapes_data.COLOURS), list(shapes_data.SHAPES)
+    two = len(shapes) > 1
+    return [colours.index(shapes[0][0]), kinds.index(shapes[0][1]), MOTION_WORDS.index(shapes[0][2]),
+            colours.index(shapes[1][0]) if two else len(colours), kinds.index(shapes[1][1]) if two else len(kinds),
+            list(shapes_data.BACKGROUNDS).index(bg.group(1)), shapes_data.TEXTURES.index(bg.group(2) or "")]
+
+
+def pretrain_text(text, uniq, ids, eos_id, steps):
+    """Pre-train the random text encoder so that every output from the first end-of-text token on
+    (the padding, ~65 of the 77 tokens) names the caption's attributes (linear heads, cross-entropy).
+    Why: the UNet's cross-attention starts out averaging all 77 tokens, and from random init the
+    padding outputs barely depend on the caption, so the prompt's signal reaching the UNet is
+    diluted ~1/77 and the joint training did not pick it up in its budget (the first shapes-sd1:
+    23% hue check). A minute of this makes the average informative from the first UNet step; the
+    encoder is then trained on jointly with the UNet as before. The heads are discarded."""
+    caps = [c for c in uniq if c]
+    target = torch.tensor([caption_attributes(c) for c in caps])
+    cid = ids[[i for i, c in enumerate(uniq) if c]]
+    first_eos = (cid == eos_id).int().argmax(1)
+    mask = (torch.arange(cid.shape[1])[None] >= first_eos[:, None]).float()  # (captions, 77)
+    heads = torch.nn.Linear(TEXT_HIDDEN, sum(ATTR_CLASSES))
+    opt = torch.optim.AdamW(list(text.parameters()) + list(heads.parameters()), lr=3e-3, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(SEED + 4)
+    t0 = time.time()
+    for step in range(steps):
+        b = torch.randint(len(caps), (64,), generator=gen)
+        logits = heads(text(cid[b])[0])  # (64, 77, sum(ATTR_CLASSES))
+        m, loss, o, acc = mask[b], 0.0, 0, []
+        for j, n in enumerate(ATTR_CLASSES):
+            lj = logits[..., o:o + n]
+            o += n
+            want = target[b, j][:, None].expand(-1, lj.shape[1])
+            ce = F.cross_entropy(lj.reshape(-1, n), want.reshape(-1), reduction="none").view(m.shape)
+            loss = loss + (ce * m).sum() / m.sum()
+            acc.append(float(((lj.argmax(-1) == want).float() * m).sum() / m.sum()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 100 == 0:
+            log(f"text pre-training: step {step + 1} loss {loss.item():.3f} accuracy {min(acc):.3f} (worst attribute)")
+    log(f"text pre-training: {steps} steps in {time.time() - t0:.0f} s")
+
+
+def train_unet(latents, captions, tokenizer, minutes, work, curves, resume=False, text_pretrain_steps=600,
+               t_mode="uniform", single_weight=1.0, attn2_lr=None):
     """UNet + text encoder from scratch (or, with resume, from WORK/unet + WORK/text_encoder, the
-    saved EMA weights, at a lower learning rate). Saves the EMA weights every 500 steps and at the end."""
+    saved EMA weights, at a lower learning rate). Saves the EMA weights every 500 steps and at the end.
+    From scratch, the text encoder is first pre-trained on the captions (pretrain_text). t_mode
+    "mix": half the batch t uniform, half with a density rising linearly in t (colour and shape
+    are decided at high noise); single_weight: sampling weight of single-shape frames (the hue
+    check's prompts name one shape); attn2_lr: learning rate of the cross-attention (default: lr)."""
     if resume:
         unet = UNet2DConditionModel.from_pretrained(os.path.join(work, "unet"))
         text = CLIPTextModel.from_pretrained(os.path.join(work, "text_encoder"))
@@ -250,8 +317,6 @@ def train_unet(latents, captions, tokenizer, minutes, work, curves, resume=False
         unet = UNet2DConditionModel(**UNET)
         text = CLIPTextModel(CLIPTextConfig(**TEXT))
         lr0, warmup = 1e-3, 200
-    unet.train()
-    text.train()
     log(f"unet: {sum(p.numel() for p in unet.parameters())} params; text encoder "
         f"{sum(p.numel() for p in text.parameters())}")
     ddpm = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k not in ("set_alpha_to_one",)})
@@ -261,23 +326,37 @@ def train_unet(latents, captions, tokenizer, minutes, work, curves, resume=False
     ids = tokenizer(uniq, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     cap_idx = torch.tensor([index[c] for c in captions])
     empty = index[""]
+    if not resume and text_pretrain_steps:
+        torch.manual_seed(SEED + 5)
+        pretrain_text(text, uniq, ids, tokenizer.eos_token_id, text_pretrain_steps)
+    unet.train()
+    text.train()
+    weight = torch.tensor([1.0 if " and a " in c else single_weight for c in captions])
 
-    params = list(unet.parameters()) + list(text.parameters())
+    # cross-attention (attn2) in its own group: its learning rate may differ
+    cross = [p for n, p in unet.named_parameters() if ".attn2." in n]
+    cross_ids = {id(p) for p in cross}
+    rest = [p for p in unet.parameters() if id(p) not in cross_ids] + list(text.parameters())
+    params = rest + cross
     ema = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW(params, lr=lr0, weight_decay=1e-2)
+    lrs = [lr0, lr0 * (attn2_lr / 1e-3 if attn2_lr else 1.0)]
+    opt = torch.optim.AdamW([dict(params=rest, lr=lrs[0]), dict(params=cross, lr=lrs[1])], weight_decay=1e-2)
     step0 = curves["unet"][-1][0] if curves["unet"] else 0
     gen = torch.Generator().manual_seed(SEED + 2 + step0)
     bs, step, t0, losses = 32, 0, time.time(), []
     while time.time() - t0 < minutes * 60:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(lr0, step, warmup, (time.time() - t0) / (minutes * 60))
-        b = torch.randint(len(latents), (bs,), generator=gen)
+        for g, l in zip(opt.param_groups, lrs):
+            g["lr"] = lr_at(l, step, warmup, (time.time() - t0) / (minutes * 60))
+        b = torch.multinomial(weight, bs, replacement=True, generator=gen)
         x0 = latents[b]
         ci = cap_idx[b].clone()
         ci[torch.rand(bs, generator=gen) < 0.1] = empty  # ~10% unconditional (classifier-free guidance)
         ctx = text(ids[ci])[0]
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, 1000, (bs,), generator=gen)
+        u = torch.rand(bs, generator=gen)
+        if t_mode == "mix":
+            u = torch.where(torch.rand(bs, generator=gen) < 0.5, u, u.sqrt())
+        t = (u * 1000).long().clamp(max=999)
         xt = ddpm.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(xt, t, ctx).sample, noise)
         opt.zero_grad(set_to_none=True)
@@ -390,6 +469,12 @@ def main():
     ap.add_argument("--vae-minutes", type=float, default=10)
     ap.add_argument("--decoder-minutes", type=float, default=0, help="with --stage all: 0 skips the stage")
     ap.add_argument("--unet-minutes", type=float, default=30)
+    ap.add_argument("--text-pretrain-steps", type=int, default=600, help="caption-attribute pre-training of the text encoder (0: none)")
+    ap.add_argument("--t-mode", default="mix", choices=("uniform", "mix"), help="the UNet stage's timestep distribution")
+    ap.add_argument("--single-weight", type=float, default=2.0, help="sampling weight of single-shape frames")
+    ap.add_argument("--attn2-lr", type=float, default=2e-3, help="peak learning rate of the cross-attention")
+    ap.add_argument("--vae-from", help="an AutoencoderKL folder (e.g. the committed shapes-sd1/vae) used as WORK/vae and "
+                    "WORK/vae-decoder instead of training one: retrains only the UNet and text encoder")
     # one thread: on a loaded machine (2 cores, other jobs) two OpenMP threads ran 3-4x slower than one
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -403,6 +488,9 @@ def main():
         curves.update(json.load(open(curves_path)))
 
     frames, captions = load_data(args.work, args.clips)
+    if args.vae_from:  # its encoder is WORK/vae's (the decoder stage freezes it), so it stands for both
+        for d in ("vae", "vae-decoder"):
+            AutoencoderKL.from_pretrained(args.vae_from).float().save_pretrained(os.path.join(args.work, d))
     if args.stage in ("all", "vae"):
         train_vae(frames, args.vae_minutes, args.work, curves)
         plot_curves(curves, args.work)
@@ -418,7 +506,9 @@ def main():
         tokenizer = CLIPTokenizer(os.path.join(tok_src, "vocab.json"), os.path.join(tok_src, "merges.txt"))
         if args.stage != "unet-more":
             curves["unet"] = []
-        train_unet(latents, captions, tokenizer, args.unet_minutes, args.work, curves, resume=args.stage == "unet-more")
+        train_unet(latents, captions, tokenizer, args.unet_minutes, args.work, curves, resume=args.stage == "unet-more",
+                   text_pretrain_steps=args.text_pretrain_steps, t_mode=args.t_mode, single_weight=args.single_weight,
+                   attn2_lr=args.attn2_lr)
         plot_curves(curves, args.work)
     if args.stage in ("all", "write"):
         dpath = os.path.join(args.work, "loss-decoder.json")
