@@ -143,3 +143,10 @@ stem_status stem_tensor_to(const stem_tensor *src, stem_backend *be, stem_dtype 
     if (s != STEM_OK) stem_tensor_free(out);
     return s;
 }
+
+stem_status stem_tensor_flat_view(const stem_tensor *flat, int64_t a, int64_t b, int64_t c, stem_tensor *view) {
+    stem_tensor head;
+    int64_t shape[3] = {a, b, c};
+    STEM_TRY(stem_tensor_narrow0(flat, 0, a * b * c, &head));
+    return stem_tensor_reshape(&head, 3, shape, view);
+}

@@ -50,6 +50,9 @@ stem_status stem_tensor_reshape(const stem_tensor *t, int ndim, const int64_t *s
 stem_status stem_tensor_narrow0(const stem_tensor *t, int64_t start, int64_t count,
                                 stem_tensor *view);
 
+/* The first a*b*c entries of a 1-D (flat) tensor as a view [a, b, c] (not owned): one
+ * buffer sized for the largest use, viewed per use. */
+stem_status stem_tensor_flat_view(const stem_tensor *flat, int64_t a, int64_t b, int64_t c, stem_tensor *view);
 /* Copies `src` (any backend) into a new owned tensor on `be` with dtype `dt`,
  * converting f32/f16/bf16 as needed. */
 stem_status stem_tensor_to(const stem_tensor *src, stem_backend *be, stem_dtype dt,

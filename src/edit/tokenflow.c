@@ -231,14 +231,6 @@ static stem_status tap_hook(void *user, const stem_unet_tap *tap) {
     return STEM_OK;
 }
 
-/* The first a*b*c elements of a flat store as [a, b, c]. */
-static stem_status flat_view(const stem_tensor *flat, int64_t a, int64_t b, int64_t c, stem_tensor *view) {
-    stem_tensor head;
-    int64_t shape[3] = {a, b, c};
-    STEM_TRY(stem_tensor_narrow0(flat, 0, a * b * c, &head));
-    return stem_tensor_reshape(&head, 3, shape, view);
-}
-
 /* Branch b's STEM bases over its keyframes' tokens kb, vb [K, N, C] -> k_base, v_base
  * [1, M, C]: one EM scope per branch, counter word chunk = branch (doc/algorithm.md §6). */
 static stem_status branch_bases(const stem_tokenflow *tf, const stem_attn_site *site, int64_t b,
@@ -257,15 +249,11 @@ static stem_status branch_bases(const stem_tokenflow *tf, const stem_attn_site *
 static stem_status stored_bases(const stem_tokenflow *tf, const stem_attn_site *site, int64_t b, stem_tensor *kb,
                                 stem_tensor *vb) {
     const int64_t M = tf->cfg.em.bases, C = site->channels;
-    stem_tensor k3, v3;
-    STEM_TRY(flat_view(&tf->store.k_base, 3 * M, 1, C, &k3));
-    STEM_TRY(flat_view(&tf->store.v_base, 3 * M, 1, C, &v3));
-    int64_t shape[3] = {1, M, C};
-    stem_tensor kr, vr;
-    STEM_TRY(stem_tensor_narrow0(&k3, b * M, M, &kr));
-    STEM_TRY(stem_tensor_narrow0(&v3, b * M, M, &vr));
-    STEM_TRY(stem_tensor_reshape(&kr, 3, shape, kb));
-    return stem_tensor_reshape(&vr, 3, shape, vb);
+    stem_tensor kr, vr; /* branch b's M x C entries of the flat stores */
+    STEM_TRY(stem_tensor_narrow0(&tf->store.k_base, b * M * C, M * C, &kr));
+    STEM_TRY(stem_tensor_narrow0(&tf->store.v_base, b * M * C, M * C, &vr));
+    STEM_TRY(stem_tensor_flat_view(&kr, 1, M, C, kb));
+    return stem_tensor_flat_view(&vr, 1, M, C, vb);
 }
 
 /* Phase 1 of a two-phase pivotal pass: the slice's k, v [3 n, N, C] into the store
@@ -279,8 +267,8 @@ static stem_status collect_keyframes(void *user, const stem_attn_site *site, con
     if (3 * K * N * C > stem_numel(&tf->store.k))
         return stem_fail(STEM_E_ARG, "%s: the key/value store was not made for this pass", site->name);
     stem_tensor k_all, v_all, src, dst;
-    STEM_TRY(flat_view(&tf->store.k, 3 * K, N, C, &k_all));
-    STEM_TRY(flat_view(&tf->store.v, 3 * K, N, C, &v_all));
+    STEM_TRY(stem_tensor_flat_view(&tf->store.k, 3 * K, N, C, &k_all));
+    STEM_TRY(stem_tensor_flat_view(&tf->store.v, 3 * K, N, C, &v_all));
     for (int64_t b = 0; b < 3; b++) {
         STEM_TRY(stem_unet_span_branch(sp, k, b, &src));
         STEM_TRY(stem_tensor_narrow0(&k_all, b * K + sp->frame0, sp->frames, &dst));
@@ -320,8 +308,8 @@ static stem_status pivotal_attention(void *user, const stem_attn_site *site, con
                          site->name);
     stem_tensor k_all = {0}, v_all = {0};
     if (stored) {
-        STEM_TRY(flat_view(&tf->store.k, 3 * K, N, C, &k_all));
-        STEM_TRY(flat_view(&tf->store.v, 3 * K, N, C, &v_all));
+        STEM_TRY(stem_tensor_flat_view(&tf->store.k, 3 * K, N, C, &k_all));
+        STEM_TRY(stem_tensor_flat_view(&tf->store.v, 3 * K, N, C, &v_all));
     }
     for (int64_t b = 0; b < 3; b++) {
         stem_tensor qb, kb, vb, ob, q1, k1, v1, o1;

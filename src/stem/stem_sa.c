@@ -54,14 +54,6 @@ int64_t stem_sa_site_elements(const stem_unet *u, int64_t h, int64_t w, int64_t 
     return most;
 }
 
-/* The first a*b*c elements of a flat buffer as [a, b, c]. */
-static stem_status flat_view(const stem_tensor *flat, int64_t a, int64_t b, int64_t c, stem_tensor *view) {
-    stem_tensor head;
-    int64_t shape[3] = {a, b, c};
-    STEM_TRY(stem_tensor_narrow0(flat, 0, a * b * c, &head));
-    return stem_tensor_reshape(&head, 3, shape, view);
-}
-
 /* ---- the EM options and workspace of one call ---------------------------------------- */
 
 /* Counter words (layer, phase, step, chunk) as doc/algorithm.md §6 sets them. */
@@ -146,15 +138,15 @@ static stem_status finish_scope(stem_sa_hooks *h, const stem_attn_site *site, co
     scope_store *sc = &h->store;
     const int64_t F = site->span.frames_total, N = site->tokens, C = site->channels;
     if (h->sa.mode == STEM_SA_INFLATED) {
-        STEM_TRY(flat_view(&sc->k, 1, F * N, C, &sc->k_scope));
-        STEM_TRY(flat_view(&sc->v, 1, F * N, C, &sc->v_scope));
+        STEM_TRY(stem_tensor_flat_view(&sc->k, 1, F * N, C, &sc->k_scope));
+        STEM_TRY(stem_tensor_flat_view(&sc->v, 1, F * N, C, &sc->v_scope));
     } else {
         stem_sa_options o = site_options(h, site);
         stem_tensor slot;
         stem_em_workspace ws;
         STEM_TRY(site_workspace(h, site, &slot, &ws)); /* the caller names the site */
-        STEM_TRY(flat_view(&sc->k_base, 1, o.em.bases, C, &sc->k_scope));
-        STEM_TRY(flat_view(&sc->v_base, 1, o.em.bases, C, &sc->v_scope));
+        STEM_TRY(stem_tensor_flat_view(&sc->k_base, 1, o.em.bases, C, &sc->k_scope));
+        STEM_TRY(stem_tensor_flat_view(&sc->v_base, 1, o.em.bases, C, &sc->v_scope));
         STEM_TRY(stem_sa_bases(k_all, v_all, site->heads, &o.em, &ws, &sc->k_scope, &sc->v_scope));
     }
     sc->site = site->index;
@@ -175,8 +167,8 @@ static stem_status collect_hook(void *user, const stem_attn_site *site, const st
         return stem_fail(STEM_E_ARG, "%s: %lld x %lld x %lld keys exceed the layer-major store", site->name,
                          (long long)F, (long long)N, (long long)C);
     stem_tensor k_all, v_all, k_rows, v_rows;
-    STEM_TRY(flat_view(&sc->k, F, N, C, &k_all));
-    STEM_TRY(flat_view(&sc->v, F, N, C, &v_all));
+    STEM_TRY(stem_tensor_flat_view(&sc->k, F, N, C, &k_all));
+    STEM_TRY(stem_tensor_flat_view(&sc->v, F, N, C, &v_all));
     STEM_TRY(stem_tensor_narrow0(&k_all, sp->frame0, sp->frames, &k_rows));
     STEM_TRY(stem_tensor_narrow0(&v_all, sp->frame0, sp->frames, &v_rows));
     STEM_TRY(stem_tensor_copy(k, &k_rows));
